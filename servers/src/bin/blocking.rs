@@ -1,0 +1,66 @@
+//! `blocking`: the iterative baseline.
+//!
+//! One thread: blocking `accept`, then read the request, write the response,
+//! close — one connection at a time, one request per connection.
+//!
+//! Connection policy: no keep-alive (every response carries
+//! `Connection: close`), one request per connection. A client that sends its
+//! head slowly holds up every other client until it finishes or the header
+//! timeout answers it 408. Clients that arrive meanwhile wait in the kernel's
+//! listen backlog (`--backlog`); beyond it the kernel drops their SYNs.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+use clap::Parser;
+use servers::blocking::{self, Policy};
+use servers::config::{Options, Server};
+use servers::sys;
+
+#[derive(Parser)]
+#[command(
+    name = "blocking",
+    version,
+    about = "Iterative HTTP/1.1 server: one thread, one connection at a time, one request per connection"
+)]
+struct Cli {
+    #[command(flatten)]
+    opts: Options,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if cli.opts.threads.is_some_and(|t| t != 1) {
+        eprintln!("blocking: single-threaded by design; ignoring --threads");
+    }
+    let (server, listener) = Server::start("blocking", cli.opts, 1, 1, false)?;
+    let _parked = server.shutdown.register_blocking_thread();
+    let shard = server.app.stats().shard(0);
+    let policy = Policy {
+        keepalive_timeout: server.opts.keepalive_timeout,
+        header_timeout: server.opts.header_timeout,
+        max_requests: 1,
+    };
+    while !server.shutdown.requested() {
+        match sys::socket::accept(listener.as_raw_fd(), false) {
+            Ok((fd, _peer)) => {
+                shard.conn_opened();
+                blocking::serve(
+                    fd,
+                    server.parser(),
+                    &server.app,
+                    shard,
+                    &policy,
+                    server.shutdown,
+                );
+                shard.conn_closed();
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                eprintln!("blocking: accept: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! `threadpool`: an accept thread feeding a bounded queue drained by N
+//! blocking worker threads.
+//!
+//! Connection policy: a worker owns a connection for its whole life,
+//! keep-alive included, until the client closes, `--keepalive-requests`
+//! requests have been served (default 1000), or it sits idle for
+//! `--keepalive-timeout` (a half-sent head gets 408 after `--header-timeout`).
+//! These bounds are what keep a few clients from holding every worker
+//! forever. With more clients than workers, the rest wait in the queue
+//! (`--queue`, default 1024); when it is full the accept thread answers
+//! `503 Service Unavailable` with `Retry-After: 1` and closes (shedding)
+//! instead of letting the backlog grow without bound.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::{Arc, Condvar, Mutex};
+
+use clap::Parser;
+use servers::blocking::{self, Policy};
+use servers::config::{Options, Server};
+use servers::http::app::respond_overloaded;
+use servers::http::response::Outbox;
+use servers::sys;
+
+#[derive(Parser)]
+#[command(
+    name = "threadpool",
+    version,
+    about = "HTTP/1.1 server: accept thread + bounded queue + N blocking workers (default 4 per CPU)"
+)]
+struct Cli {
+    #[command(flatten)]
+    opts: Options,
+    /// Connections waiting for a worker before new ones are shed with 503.
+    #[arg(long, default_value_t = 1024)]
+    queue: usize,
+}
+
+/// The bounded hand-off between the accept thread and the workers.
+struct Queue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+    capacity: usize,
+}
+
+struct QueueState {
+    conns: VecDeque<OwnedFd>,
+    closed: bool,
+}
+
+impl Queue {
+    /// Enqueue, or give the connection back if the queue is full.
+    fn push(&self, fd: OwnedFd) -> Result<(), OwnedFd> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.conns.len() >= self.capacity {
+            return Err(fd);
+        }
+        st.conns.push_back(fd);
+        drop(st);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Next connection; `None` once closed and empty (queued connections
+    /// are still served during shutdown: their requests are in flight).
+    fn pop(&self) -> Option<OwnedFd> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(fd) = st.conns.pop_front() {
+                return Some(fd);
+            }
+            if st.closed {
+                return None;
+            }
+            st = self.ready.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn close(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.ready.notify_all();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if cli.queue == 0 {
+        anyhow::bail!("--queue must be at least 1");
+    }
+    if let Some(cpus) = &cli.opts.cpus {
+        sys::affinity::pin_current_thread(cpus)?;
+    }
+    let threads = cli
+        .opts
+        .threads
+        .unwrap_or_else(|| 4 * sys::affinity::available_cpus())
+        .max(1);
+    // Shard 0 is the accept thread's, shards 1..=N the workers'.
+    let (server, listener) = Server::start("threadpool", cli.opts, threads, threads + 1, false)?;
+    let server = Arc::new(server);
+    let queue = Arc::new(Queue {
+        state: Mutex::new(QueueState {
+            conns: VecDeque::new(),
+            closed: false,
+        }),
+        ready: Condvar::new(),
+        capacity: cli.queue,
+    });
+    let policy = Arc::new(Policy {
+        keepalive_timeout: server.opts.keepalive_timeout,
+        header_timeout: server.opts.header_timeout,
+        max_requests: server.opts.keepalive_requests,
+    });
+
+    let workers: Vec<_> = (0..threads)
+        .map(|i| {
+            let (server, queue, policy) = (server.clone(), queue.clone(), policy.clone());
+            std::thread::Builder::new()
+                .name(format!("worker-{i}"))
+                .spawn(move || {
+                    let _parked = server.shutdown.register_blocking_thread();
+                    let shard = server.app.stats().shard(i + 1);
+                    while let Some(fd) = queue.pop() {
+                        blocking::serve(
+                            fd,
+                            server.parser(),
+                            &server.app,
+                            shard,
+                            &policy,
+                            server.shutdown,
+                        );
+                        shard.conn_closed();
+                    }
+                })
+        })
+        .collect::<Result<_, _>>()?;
+
+    {
+        let _parked = server.shutdown.register_blocking_thread();
+        let shard = server.app.stats().shard(0);
+        while !server.shutdown.requested() {
+            match sys::socket::accept(listener.as_raw_fd(), false) {
+                Ok((fd, _peer)) => {
+                    shard.conn_opened();
+                    if let Err(fd) = queue.push(fd) {
+                        shed(fd, shard);
+                        shard.conn_closed();
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    eprintln!("threadpool: accept: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    // Stop accepting before draining: connections that arrive from now on
+    // are refused by the kernel instead of waiting in a backlog no one reads.
+    drop(listener);
+    queue.close();
+    for w in workers {
+        let _ = w.join();
+    }
+    Ok(())
+}
+
+/// Turn a client away with 503 without blocking the accept thread on it.
+fn shed(fd: OwnedFd, shard: &servers::http::stats::Shard) {
+    let mut out = Outbox::new();
+    let status = respond_overloaded(&mut out);
+    shard.request_done(status, 0);
+    // A fresh socket's send buffer is empty, so this does not block.
+    if let Ok(f) = out.flush(fd.as_raw_fd()) {
+        shard.bytes_sent(f.written);
+    }
+    let _ = sys::socket::shutdown(fd.as_raw_fd(), libc::SHUT_WR);
+}

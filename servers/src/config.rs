@@ -1,0 +1,164 @@
+//! The option set every variant shares, and server start-up.
+
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::http::app::App;
+use crate::http::parser::{Limits, Parser};
+use crate::http::stats::Stats;
+use crate::sys;
+use crate::sys::signal::Shutdown;
+
+/// Shared options (flatten into each variant's command line).
+#[derive(Args, Debug, Clone)]
+pub struct Options {
+    /// IPv4 address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub addr: Ipv4Addr,
+    /// TCP port; 0 picks a free one. The first stdout line is always
+    /// `listening on ADDR:PORT`.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Worker threads (models that have several; default depends on the model).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Document root for static files.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/www"))]
+    pub root: PathBuf,
+    /// Close a keep-alive connection idle this long (e.g. 5s, 500ms).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub keepalive_timeout: Duration,
+    /// Answer 408 when a request's head takes longer than this to arrive.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// Requests served on one connection before it is closed (0 = no cap).
+    #[arg(long, default_value_t = 1000)]
+    pub keepalive_requests: u64,
+    /// Largest request header section, in bytes (431 above it).
+    #[arg(long, default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+    /// Largest request body, in bytes (413 above it).
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Pin the server to these CPUs, e.g. `0` or `0-1` or `0,2`.
+    #[arg(long, value_parser = sys::affinity::parse_cpu_list)]
+    pub cpus: Option<Vec<usize>>,
+    /// listen(2) backlog.
+    #[arg(long, default_value_t = 4096)]
+    pub backlog: i32,
+}
+
+/// Parse `5s`, `500ms`, `2m`, `1h` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 5s, 500ms, 2m"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "us" => n / 1e6,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration unit in {s:?}: use ms, s, m or h")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Everything a variant needs once started: the app, the shutdown signal,
+/// the limits. The bound listener is returned beside it, to be moved into
+/// whichever thread accepts (closing it is how accepting stops).
+pub struct Server {
+    pub opts: Options,
+    pub local: SocketAddrV4,
+    pub app: Arc<App>,
+    pub shutdown: &'static Shutdown,
+    pub threads: usize,
+}
+
+impl Server {
+    /// Pin CPUs, install signal handling, open the root, bind, and print the
+    /// `listening on` line. `threads` is the model's thread count, `shards`
+    /// how many threads update statistics.
+    pub fn start(
+        variant: &'static str,
+        opts: Options,
+        threads: usize,
+        shards: usize,
+        reuse_port: bool,
+    ) -> anyhow::Result<(Server, OwnedFd)> {
+        if let Some(cpus) = &opts.cpus {
+            sys::affinity::pin_current_thread(cpus)
+                .with_context(|| format!("pinning to CPUs {cpus:?} (see `nproc`)"))?;
+        }
+        let shutdown = sys::signal::install().context("installing signal handlers")?;
+        let stats = Arc::new(Stats::new(variant, threads, shards));
+        let app = App::new(&opts.root, stats).with_context(|| {
+            format!(
+                "opening --root {} (pass an existing directory)",
+                opts.root.display()
+            )
+        })?;
+        let listener = bind(&opts, opts.port, reuse_port)?;
+        let local = sys::socket::local_addr(listener.as_raw_fd())?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {local}")?;
+        out.flush()?;
+        let server = Server {
+            opts,
+            local,
+            app: Arc::new(app),
+            shutdown,
+            threads,
+        };
+        Ok((server, listener))
+    }
+
+    /// Another listener on the same port (SO_REUSEPORT), for one-listener-per-loop models.
+    pub fn another_listener(&self) -> anyhow::Result<OwnedFd> {
+        bind(&self.opts, self.local.port(), true)
+    }
+
+    /// A parser with the configured limits.
+    pub fn parser(&self) -> Parser {
+        Parser::new(Limits {
+            max_header_bytes: self.opts.max_header_bytes,
+            max_body_bytes: self.opts.max_body_bytes,
+            ..Limits::default()
+        })
+    }
+}
+
+fn bind(opts: &Options, port: u16, reuse_port: bool) -> anyhow::Result<OwnedFd> {
+    let addr = SocketAddrV4::new(opts.addr, port);
+    sys::socket::listen_tcp(addr, opts.backlog, reuse_port).with_context(|| {
+        format!("binding {addr} (is another server using the port? try --port 0 for a free one)")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+}

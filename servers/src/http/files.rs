@@ -1,0 +1,266 @@
+//! Static files: safe path resolution, MIME types, ranges, conditional GET.
+//!
+//! Resolution never trusts the path: it is percent-decoded once, any `..`
+//! segment is refused outright (plain or encoded — decoding happens before
+//! the check), and the open itself is confined to the root by the kernel
+//! (`openat2` + `RESOLVE_BENEATH`), which also refuses symlinks leading out.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::RawFd;
+use std::os::unix::fs::MetadataExt;
+
+use crate::sys;
+
+/// What a request path resolves to.
+#[derive(Debug)]
+pub enum Resolved {
+    /// A regular file, its size and modification time (Unix seconds).
+    File { file: File, size: u64, mtime: i64 },
+    /// A directory named without its trailing slash: redirect to this path.
+    Redirect(String),
+    /// Bad percent-encoding, an encoded NUL, or a `..` segment (400).
+    BadPath,
+    /// Escapes the root through a symlink, or not a regular file (403).
+    Forbidden,
+    /// Nothing there (404).
+    NotFound,
+}
+
+/// Decode `%XX` escapes. `None` for a malformed escape or a NUL byte.
+pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let c = if b[i] == b'%' {
+            let hi = hex(*b.get(i + 1)?)?;
+            let lo = hex(*b.get(i + 2)?)?;
+            i += 3;
+            hi << 4 | lo
+        } else {
+            i += 1;
+            b[i - 1]
+        };
+        if c == 0 {
+            return None;
+        }
+        out.push(c);
+    }
+    Some(out)
+}
+
+fn hex(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Resolve a request path (still percent-encoded, starting with `/`) to a
+/// file under the directory `root`.
+pub fn resolve(root: RawFd, path: &str) -> Resolved {
+    let Some(decoded) = percent_decode(path) else {
+        return Resolved::BadPath;
+    };
+    let mut rel: Vec<u8> = Vec::with_capacity(decoded.len() + 11);
+    for seg in decoded.split(|&c| c == b'/') {
+        match seg {
+            b"" | b"." => {}
+            b".." => return Resolved::BadPath,
+            seg => {
+                if !rel.is_empty() {
+                    rel.push(b'/');
+                }
+                rel.extend_from_slice(seg);
+            }
+        }
+    }
+    let wants_dir = decoded.last() == Some(&b'/');
+    if rel.is_empty() {
+        rel.push(b'.');
+    }
+    let file = match open(root, &rel) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let Ok(meta) = file.metadata() else {
+        return Resolved::NotFound;
+    };
+    if meta.is_dir() {
+        if !wants_dir {
+            return Resolved::Redirect(format!("{path}/"));
+        }
+        rel.extend_from_slice(b"/index.html");
+        let file = match open(root, &rel) {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
+        let Ok(meta) = file.metadata() else {
+            return Resolved::NotFound;
+        };
+        return regular(file, &meta);
+    }
+    regular(file, &meta)
+}
+
+fn regular(file: File, meta: &std::fs::Metadata) -> Resolved {
+    if meta.is_file() {
+        Resolved::File {
+            size: meta.len(),
+            mtime: meta.mtime(),
+            file,
+        }
+    } else {
+        Resolved::Forbidden
+    }
+}
+
+fn open(root: RawFd, rel: &[u8]) -> Result<File, Resolved> {
+    let Ok(c) = CString::new(rel) else {
+        return Err(Resolved::BadPath);
+    };
+    sys::fs::open_beneath(root, &c).map_err(|e| match e.raw_os_error() {
+        Some(libc::EXDEV) | Some(libc::ELOOP) | Some(libc::EACCES) | Some(libc::EPERM) => {
+            Resolved::Forbidden
+        }
+        _ if e.kind() == io::ErrorKind::NotFound => Resolved::NotFound,
+        _ => Resolved::NotFound,
+    })
+}
+
+/// Content-Type by file extension.
+pub fn mime(path: &str) -> &'static str {
+    let ext = path.rsplit_once('.').map_or("", |(_, e)| e);
+    let ext = ext.to_ascii_lowercase();
+    match ext.as_str() {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "txt" => "text/plain; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "json" => "application/json",
+        "xml" => "application/xml",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "ico" => "image/x-icon",
+        "pdf" => "application/pdf",
+        "wasm" => "application/wasm",
+        "woff2" => "font/woff2",
+        "csv" => "text/csv; charset=utf-8",
+        "md" => "text/markdown; charset=utf-8",
+        "mp4" => "video/mp4",
+        _ => "application/octet-stream",
+    }
+}
+
+/// A `Range` header evaluated against a file of `size` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    /// No usable range (absent, malformed, or several ranges): send it all.
+    Full,
+    /// Send bytes `start..=end`.
+    Part { start: u64, end: u64 },
+    /// Nothing of the file matches (416).
+    Unsatisfiable,
+}
+
+/// Evaluate a single `bytes=` range (RFC 9110 §14.1.2). Multiple ranges are
+/// answered with the whole file, which the RFC allows.
+pub fn range(header: Option<&[u8]>, size: u64) -> Range {
+    let Some(h) = header else { return Range::Full };
+    let Ok(h) = std::str::from_utf8(h) else {
+        return Range::Full;
+    };
+    let Some(spec) = h.trim().strip_prefix("bytes=") else {
+        return Range::Full;
+    };
+    if spec.contains(',') {
+        return Range::Full;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return Range::Full;
+    };
+    let num = |s: &str| -> Option<u64> {
+        if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
+            None
+        } else {
+            s.parse().ok()
+        }
+    };
+    match (a.is_empty(), b.is_empty()) {
+        (true, true) => Range::Full,
+        (true, false) => match num(b) {
+            None => Range::Full,
+            Some(0) => Range::Unsatisfiable,
+            Some(_) if size == 0 => Range::Unsatisfiable,
+            Some(n) => Range::Part {
+                start: size.saturating_sub(n),
+                end: size - 1,
+            },
+        },
+        (false, _) => {
+            let Some(start) = num(a) else {
+                return Range::Full;
+            };
+            let end = if b.is_empty() {
+                u64::MAX
+            } else {
+                match num(b) {
+                    Some(e) if e >= start => e,
+                    _ => return Range::Full,
+                }
+            };
+            if start >= size {
+                Range::Unsatisfiable
+            } else {
+                Range::Part {
+                    start,
+                    end: end.min(size - 1),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoding() {
+        assert_eq!(percent_decode("/a%20b").unwrap(), b"/a b");
+        assert_eq!(percent_decode("/%2e%2E/x").unwrap(), b"/../x");
+        assert!(percent_decode("/%zz").is_none());
+        assert!(percent_decode("/%2").is_none());
+        assert!(percent_decode("/%00").is_none());
+    }
+
+    #[test]
+    fn ranges() {
+        let r = |h: &str| range(Some(h.as_bytes()), 100);
+        assert_eq!(r("bytes=0-9"), Range::Part { start: 0, end: 9 });
+        assert_eq!(r("bytes=90-"), Range::Part { start: 90, end: 99 });
+        assert_eq!(r("bytes=90-500"), Range::Part { start: 90, end: 99 });
+        assert_eq!(r("bytes=-10"), Range::Part { start: 90, end: 99 });
+        assert_eq!(r("bytes=-500"), Range::Part { start: 0, end: 99 });
+        assert_eq!(r("bytes=100-"), Range::Unsatisfiable);
+        assert_eq!(r("bytes=-0"), Range::Unsatisfiable);
+        assert_eq!(r("bytes=5-1"), Range::Full);
+        assert_eq!(r("bytes=0-1,5-6"), Range::Full);
+        assert_eq!(r("items=0-1"), Range::Full);
+        assert_eq!(range(None, 100), Range::Full);
+    }
+
+    #[test]
+    fn mime_types() {
+        assert_eq!(mime("/a/index.HTML"), "text/html; charset=utf-8");
+        assert_eq!(mime("/x.png"), "image/png");
+        assert_eq!(mime("/noext"), "application/octet-stream");
+    }
+}

@@ -1,0 +1,16 @@
+//! HTTP/1.1 servers built directly on Linux syscalls.
+//!
+//! Three layers, each knowing only the one below it:
+//! - [`sys`]: thin safe wrappers over libc; the only place with `unsafe` syscalls.
+//! - [`http`]: the sans-IO protocol core (parser, response writer, application),
+//!   shared by every variant so that a comparison measures the concurrency model only.
+//! - the variants (`src/bin/*`): each decides how connections are accepted,
+//!   read, written and scheduled, using [`conn`] and [`event_loop`].
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod blocking;
+pub mod config;
+pub mod conn;
+pub mod event_loop;
+pub mod http;
+pub mod sys;

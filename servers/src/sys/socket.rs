@@ -1,0 +1,130 @@
+//! TCP listening and accepted sockets.
+
+use std::io;
+use std::mem;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// Create, bind and listen on an IPv4 TCP socket.
+///
+/// `SO_REUSEADDR` lets a restarted server bind while old connections sit in
+/// TIME_WAIT; `reuse_port` lets several listeners share one port so the kernel
+/// spreads connections over them (one listener per event loop).
+pub fn listen_tcp(addr: SocketAddrV4, backlog: i32, reuse_port: bool) -> io::Result<OwnedFd> {
+    let fd = syscall!(socket(
+        libc::AF_INET,
+        libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+        0
+    ))?;
+    // SAFETY: `socket` just returned this descriptor and nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    set_int_opt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    if reuse_port {
+        set_int_opt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    }
+    let sa = to_sockaddr(addr);
+    syscall!(bind(
+        fd.as_raw_fd(),
+        &sa as *const libc::sockaddr_in as *const libc::sockaddr,
+        mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+    ))?;
+    syscall!(listen(fd.as_raw_fd(), backlog))?;
+    Ok(fd)
+}
+
+/// The address a socket is bound to (to learn the port after binding port 0).
+pub fn local_addr(fd: RawFd) -> io::Result<SocketAddrV4> {
+    // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
+    let mut sa: libc::sockaddr_in = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    syscall!(getsockname(
+        fd,
+        &mut sa as *mut libc::sockaddr_in as *mut libc::sockaddr,
+        &mut len
+    ))?;
+    Ok(from_sockaddr(&sa))
+}
+
+/// Accept one connection. `nonblocking` sets `O_NONBLOCK` on the new socket
+/// in the same syscall (accept4), and it is always close-on-exec.
+pub fn accept(listener: RawFd, nonblocking: bool) -> io::Result<(OwnedFd, SocketAddrV4)> {
+    // SAFETY: as above, zeroed sockaddr_in is valid and the kernel fills it.
+    let mut sa: libc::sockaddr_in = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let flags = libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
+    let fd = syscall!(accept4(
+        listener,
+        &mut sa as *mut libc::sockaddr_in as *mut libc::sockaddr,
+        &mut len,
+        flags
+    ))?;
+    // SAFETY: accept4 returned a fresh descriptor that we now own.
+    Ok((unsafe { OwnedFd::from_raw_fd(fd) }, from_sockaddr(&sa)))
+}
+
+/// Set an integer socket option.
+pub fn set_int_opt(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    syscall!(setsockopt(
+        fd,
+        level,
+        name,
+        &value as *const i32 as *const libc::c_void,
+        mem::size_of::<i32>() as libc::socklen_t
+    ))?;
+    Ok(())
+}
+
+/// Disable Nagle: responses are written whole, so waiting to coalesce only adds latency.
+pub fn set_nodelay(fd: RawFd) -> io::Result<()> {
+    set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
+}
+
+/// Bound how long a blocking read may wait (SO_RCVTIMEO); the read then
+/// fails with `WouldBlock`. This is how the blocking models time out idle
+/// and slow clients without a timer thread.
+pub fn set_read_timeout(fd: RawFd, timeout: std::time::Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    syscall!(setsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_RCVTIMEO,
+        &tv as *const libc::timeval as *const libc::c_void,
+        mem::size_of::<libc::timeval>() as libc::socklen_t
+    ))?;
+    Ok(())
+}
+
+/// `shutdown(2)`: used to wake threads blocked on a socket during shutdown.
+pub fn shutdown(fd: RawFd, how: i32) -> io::Result<()> {
+    syscall!(shutdown(fd, how))?;
+    Ok(())
+}
+
+fn to_sockaddr(addr: SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*addr.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+fn from_sockaddr(sa: &libc::sockaddr_in) -> SocketAddrV4 {
+    SocketAddrV4::new(
+        Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)),
+        u16::from_be(sa.sin_port),
+    )
+}
+
+/// Make a descriptor non-blocking (FIONBIO: one ioctl, no flag read-back).
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    let mut on: libc::c_int = 1;
+    // SAFETY: FIONBIO reads one int through the valid pointer `on`.
+    syscall!(ioctl(fd, libc::FIONBIO, &mut on as *mut libc::c_int))?;
+    Ok(())
+}
