@@ -1,0 +1,32 @@
+# Recipes for building, testing, serving and benchmarking the server variants.
+# `just --list` shows them with their descriptions.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+variants := "blocking threadpool epoll epoll-threads"
+
+# List the recipes.
+default:
+    @just --list
+
+# Build every server variant (release, with line tables for perf).
+build:
+    cargo build --release -p servers --bins
+
+# Run the whole test suite (unit, parser fuzz, conformance against all variants).
+test:
+    cargo test --workspace
+
+# Start one variant on 127.0.0.1:8080 (extra flags pass through, e.g. `just serve epoll --port 9000`).
+serve VARIANT *FLAGS: build
+    @case " {{variants}} " in *" {{VARIANT}} "*) ;; *) echo "unknown variant '{{VARIANT}}': pick one of {{variants}}" >&2; exit 2;; esac
+    ./target/release/{{VARIANT}} {{FLAGS}}
+
+# wrk against each variant and nginx, side by side (server on CPU 0, wrk -t1 on CPU 1); see scripts/bench-vs-nginx --help.
+bench-vs-nginx *ARGS:
+    scripts/bench-vs-nginx {{ARGS}}
+
+# cargo fmt --check and clippy with warnings denied.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
