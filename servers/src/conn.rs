@@ -270,8 +270,9 @@ impl Conn {
                 }
                 Ok(Status::Partial) => break,
                 Err(e) => {
-                    start = self.filled;
+                    // The rest of the buffer can no longer be framed: drop it.
                     self.fail(ctx, e.status(), e.reason());
+                    start = 0;
                 }
             }
         }

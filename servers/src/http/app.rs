@@ -87,8 +87,13 @@ impl App {
         head_only: bool,
         out: &mut Outbox,
     ) -> u16 {
-        let (file, size, mtime) = match files::resolve(self.root.as_raw_fd(), path) {
-            Resolved::File { file, size, mtime } => (file, size, mtime),
+        let (file, size, mtime, ctype) = match files::resolve(self.root.as_raw_fd(), path) {
+            Resolved::File {
+                file,
+                size,
+                mtime,
+                mime,
+            } => (file, size, mtime, mime),
             Resolved::Redirect(to) => {
                 let mut loc = b"Location: ".to_vec();
                 loc.extend_from_slice(to.as_bytes());
@@ -143,10 +148,11 @@ impl App {
             .and_then(date::parse)
             .is_some_and(|since| mtime <= since);
         if not_modified {
-            write_head(out.bytes(), 304, None, None, conn, &[&last_modified]);
+            // A 304 has no body; its Content-Length, if any, must be the
+            // length a 200 would have had (RFC 9110 §8.6).
+            write_head(out.bytes(), 304, None, Some(size), conn, &[&last_modified]);
             return 304;
         }
-        let ctype = files::mime(path);
         match files::range(req.header("range"), size) {
             Range::Full => {
                 write_head(

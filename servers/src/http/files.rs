@@ -16,8 +16,15 @@ use crate::sys;
 /// What a request path resolves to.
 #[derive(Debug)]
 pub enum Resolved {
-    /// A regular file, its size and modification time (Unix seconds).
-    File { file: File, size: u64, mtime: i64 },
+    /// A regular file, its size, modification time (Unix seconds), and
+    /// Content-Type (from the name of the file actually opened, so a
+    /// directory's index.html is text/html).
+    File {
+        file: File,
+        size: u64,
+        mtime: i64,
+        mime: &'static str,
+    },
     /// A directory named without its trailing slash: redirect to this path.
     Redirect(String),
     /// Bad percent-encoding, an encoded NUL, or a `..` segment (400).
@@ -102,16 +109,17 @@ pub fn resolve(root: RawFd, path: &str) -> Resolved {
         let Ok(meta) = file.metadata() else {
             return Resolved::NotFound;
         };
-        return regular(file, &meta);
+        return regular(file, &meta, &rel);
     }
-    regular(file, &meta)
+    regular(file, &meta, &rel)
 }
 
-fn regular(file: File, meta: &std::fs::Metadata) -> Resolved {
+fn regular(file: File, meta: &std::fs::Metadata, rel: &[u8]) -> Resolved {
     if meta.is_file() {
         Resolved::File {
             size: meta.len(),
             mtime: meta.mtime(),
+            mime: mime(&String::from_utf8_lossy(rel)),
             file,
         }
     } else {

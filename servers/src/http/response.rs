@@ -55,8 +55,8 @@ pub enum ConnHeader {
 
 /// Append a response head: status line, Date, the given headers, framing.
 ///
-/// `content_length` is `None` only for responses that have no body by
-/// definition (304). Extra headers are complete lines without CRLF.
+/// `content_length` of `None` omits the header (for statuses defined to
+/// have no body). Extra headers are complete lines without CRLF.
 pub fn write_head(
     out: &mut Vec<u8>,
     status: u16,
@@ -181,10 +181,7 @@ impl Outbox {
             let end = self.files.front().map_or(self.buf.len(), |f| f.at);
             let res = if self.pos < end {
                 let more = end < self.buf.len() || !self.files.is_empty();
-                sys::io::send(fd, &self.buf[self.pos..end], more).map(|n| {
-                    self.pos += n;
-                    n
-                })
+                sys::io::send(fd, &self.buf[self.pos..end], more).inspect(|&n| self.pos += n)
             } else if let Some(seg) = self.files.front_mut() {
                 let chunk = seg.remaining.min(1 << 30) as usize;
                 match sys::io::sendfile(fd, seg.file.as_raw_fd(), &mut seg.offset, chunk) {
