@@ -14,6 +14,7 @@ use crate::http::app::App;
 use crate::http::parser::{Limits, Parser};
 use crate::http::stats::Stats;
 use crate::sys;
+use crate::sys::affinity::CpuList;
 use crate::sys::signal::Shutdown;
 
 /// Shared options (flatten into each variant's command line).
@@ -48,8 +49,8 @@ pub struct Options {
     #[arg(long, default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
     /// Pin the server to these CPUs, e.g. `0` or `0-1` or `0,2`.
-    #[arg(long, value_parser = sys::affinity::parse_cpu_list)]
-    pub cpus: Option<Vec<usize>>,
+    #[arg(long)]
+    pub cpus: Option<CpuList>,
     /// listen(2) backlog.
     #[arg(long, default_value_t = 4096)]
     pub backlog: i32,
@@ -98,9 +99,10 @@ impl Server {
         shards: usize,
         reuse_port: bool,
     ) -> anyhow::Result<(Server, OwnedFd)> {
-        if let Some(cpus) = &opts.cpus {
-            sys::affinity::pin_current_thread(cpus)
-                .with_context(|| format!("pinning to CPUs {cpus:?} (see `nproc`)"))?;
+        if let Some(CpuList(cpus)) = &opts.cpus {
+            sys::affinity::pin_current_thread(cpus).with_context(|| {
+                format!("pinning to CPUs {cpus:?} (this machine has {}: see `nproc`)", sys::affinity::online_cpus())
+            })?;
         }
         let shutdown = sys::signal::install().context("installing signal handlers")?;
         let stats = Arc::new(Stats::new(variant, threads, shards));

@@ -32,14 +32,11 @@ struct Cli {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let cpus = cli.opts.cpus.clone();
-    if let Some(cpus) = &cpus {
-        sys::affinity::pin_current_thread(cpus)?;
-    }
+    let cpus = cli.opts.cpus.clone().map(|c| c.0);
     let threads = cli
         .opts
         .threads
-        .unwrap_or_else(sys::affinity::available_cpus)
+        .unwrap_or_else(|| cpus.as_ref().map_or_else(sys::affinity::available_cpus, Vec::len))
         .max(1);
     let (server, first) = Server::start("epoll-threads", cli.opts, threads, threads, true)?;
     let mut listeners: Vec<OwnedFd> = vec![first];

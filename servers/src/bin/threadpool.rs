@@ -88,14 +88,12 @@ fn main() -> anyhow::Result<()> {
     if cli.queue == 0 {
         anyhow::bail!("--queue must be at least 1");
     }
-    if let Some(cpus) = &cli.opts.cpus {
-        sys::affinity::pin_current_thread(cpus)?;
-    }
-    let threads = cli
+    let cpus = cli
         .opts
-        .threads
-        .unwrap_or_else(|| 4 * sys::affinity::available_cpus())
-        .max(1);
+        .cpus
+        .as_ref()
+        .map_or_else(sys::affinity::available_cpus, |c| c.0.len());
+    let threads = cli.opts.threads.unwrap_or(4 * cpus).max(1);
     // Shard 0 is the accept thread's, shards 1..=N the workers'.
     let (server, listener) = Server::start("threadpool", cli.opts, threads, threads + 1, false)?;
     let server = Arc::new(server);

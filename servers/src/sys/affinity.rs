@@ -26,10 +26,28 @@ pub fn pin_current_thread(cpus: &[usize]) -> io::Result<()> {
     Ok(())
 }
 
+/// CPUs online on this machine (whatever this process's affinity).
+pub fn online_cpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    n.max(1) as usize
+}
+
 /// How many CPUs this process may run on (its affinity mask), which is what
 /// thread counts should follow under `taskset`.
 pub fn available_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A list of CPU numbers, as given to `--cpus`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+impl std::str::FromStr for CpuList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_cpu_list(s).map(CpuList)
+    }
 }
 
 /// Parse a CPU list like `0`, `0,2` or `0-3,6`.
