@@ -128,3 +128,41 @@ pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     syscall!(ioctl(fd, libc::FIONBIO, &mut on as *mut libc::c_int))?;
     Ok(())
 }
+
+/// Start a non-blocking TCP connect to `addr`. The connection is complete
+/// when the socket becomes writable; [`take_error`] then says whether it
+/// succeeded. `Ok` is returned for both immediate success and EINPROGRESS.
+pub fn connect_nonblocking(addr: SocketAddrV4) -> io::Result<OwnedFd> {
+    let fd = syscall!(socket(
+        libc::AF_INET,
+        libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+        0
+    ))?;
+    // SAFETY: `socket` just returned this descriptor and nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let sa = to_sockaddr(addr);
+    match syscall!(connect(
+        fd.as_raw_fd(),
+        &sa as *const libc::sockaddr_in as *const libc::sockaddr,
+        mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+    )) {
+        Ok(_) => Ok(fd),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(fd),
+        Err(e) => Err(e),
+    }
+}
+
+/// The pending error of a socket (SO_ERROR), e.g. the outcome of a
+/// non-blocking connect: `Ok(None)` when there is none.
+pub fn take_error(fd: RawFd) -> io::Result<Option<io::Error>> {
+    let mut err: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    syscall!(getsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_ERROR,
+        &mut err as *mut libc::c_int as *mut libc::c_void,
+        &mut len
+    ))?;
+    Ok((err != 0).then(|| io::Error::from_raw_os_error(err)))
+}
