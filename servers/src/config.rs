@@ -101,7 +101,10 @@ impl Server {
     ) -> anyhow::Result<(Server, OwnedFd)> {
         if let Some(CpuList(cpus)) = &opts.cpus {
             sys::affinity::pin_current_thread(cpus).with_context(|| {
-                format!("pinning to CPUs {cpus:?} (this machine has {}: see `nproc`)", sys::affinity::online_cpus())
+                format!(
+                    "pinning to CPUs {cpus:?} (this machine has {}: see `nproc`)",
+                    sys::affinity::online_cpus()
+                )
             })?;
         }
         let shutdown = sys::signal::install().context("installing signal handlers")?;

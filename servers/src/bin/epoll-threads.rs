@@ -36,7 +36,10 @@ fn main() -> anyhow::Result<()> {
     let threads = cli
         .opts
         .threads
-        .unwrap_or_else(|| cpus.as_ref().map_or_else(sys::affinity::available_cpus, Vec::len))
+        .unwrap_or_else(|| {
+            cpus.as_ref()
+                .map_or_else(sys::affinity::available_cpus, Vec::len)
+        })
         .max(1);
     let (server, first) = Server::start("epoll-threads", cli.opts, threads, threads, true)?;
     let mut listeners: Vec<OwnedFd> = vec![first];
