@@ -26,6 +26,10 @@ serve VARIANT *FLAGS: build
 bench-vs-nginx *ARGS:
     scripts/bench-vs-nginx {{ARGS}}
 
+# loadgen vs wrk against nginx (1 worker on CPU 0, clients -t1 on CPU 1), alternating runs; see scripts/loadgen-vs-wrk --help.
+loadgen-vs-wrk *ARGS:
+    scripts/loadgen-vs-wrk {{ARGS}}
+
 # cargo fmt --check and clippy with warnings denied.
 lint:
     cargo fmt --all -- --check
