@@ -1,0 +1,3 @@
+//! `harness bench`: sweep connection counts over every variant and nginx.
+
+pub mod schema;
