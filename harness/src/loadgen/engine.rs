@@ -14,7 +14,7 @@
 //!   microseconds (adaptively, see `Worker::wait`), so a fast server's next
 //!   response finds the thread awake instead of paying to wake its CPU;
 //! - timeouts, reconnect back-off and rate samples are a sweep every
-//!   [`TICK_NS`], not per-request timer bookkeeping.
+//!   `TICK_NS`, not per-request timer bookkeeping.
 
 use std::io;
 use std::net::SocketAddrV4;
