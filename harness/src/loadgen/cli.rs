@@ -44,6 +44,11 @@ struct Args {
     /// Requests written back to back per connection; the next batch after all N responses.
     #[arg(long = "pipeline", value_name = "N", default_value = "1", value_parser = parse_count)]
     pipeline: u64,
+    /// Before sleeping with requests in flight, poll for up to D (e.g. 50us)
+    /// so a response finds this thread awake and the server is not charged
+    /// for waking the client's CPU. Costs client CPU; off by default.
+    #[arg(long = "busy-poll", value_name = "D", default_value = "0", value_parser = parse_duration)]
+    busy_poll: Duration,
     /// Request method.
     #[arg(short = 'm', long = "method", value_name = "M", default_value = "GET")]
     method: String,
@@ -80,6 +85,8 @@ pub struct Config {
     pub rate: Option<u64>,
     pub requests: Option<u64>,
     pub pipeline: usize,
+    /// Longest poll before sleeping (zero: sleep at once).
+    pub busy_poll: Duration,
     pub method: String,
     pub body: Option<Vec<u8>>,
     pub json: Option<PathBuf>,
@@ -199,6 +206,7 @@ where
         rate: a.rate,
         requests: a.requests,
         pipeline: to_usize(a.pipeline, "--pipeline")?,
+        busy_poll: a.busy_poll,
         method: a.method,
         body,
         json: a.json,

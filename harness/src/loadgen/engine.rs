@@ -10,9 +10,10 @@
 //!   in the buffer is parsed, and the next request is sent right away from
 //!   the same wake-up: one `read`, one `send` and a share of one
 //!   `epoll_wait` per request, and nothing allocated;
-//! - before sleeping with requests in flight it polls for a few
-//!   microseconds (adaptively, see `Worker::wait`), so a fast server's next
-//!   response finds the thread awake instead of paying to wake its CPU;
+//! - with `--busy-poll`, before sleeping with requests in flight it polls
+//!   for a few microseconds (adaptively, see `Worker::wait`), so a fast
+//!   server's next response finds the thread awake instead of paying to
+//!   wake its CPU;
 //! - timeouts, reconnect back-off and rate samples are a sweep every
 //!   `TICK_NS`, not per-request timer bookkeeping.
 
@@ -48,8 +49,7 @@ const GIVE_UP_NS: u64 = 1_000_000_000;
 /// Per-connection read buffer; responses are parsed in place.
 const BUF_SIZE: usize = 16 * 1024;
 const EVENTS: usize = 512;
-/// Bounds of the adaptive poll before sleeping (see `Worker::wait`).
-const SPIN_MAX_NS: u64 = 50_000;
+/// Starting budget of the adaptive poll before sleeping (see `Worker::wait`).
 const SPIN_MIN_NS: u64 = 2_000;
 
 /// What every thread does, fixed before the start.
@@ -61,6 +61,8 @@ pub struct Plan {
     pub timeout_ns: u64,
     pub pacer: Option<Pacer>,
     pub hist_max_us: u64,
+    /// Upper bound of the poll before sleeping (`--busy-poll`); 0 = never poll.
+    pub busy_poll_ns: u64,
 }
 
 /// State the threads share: written rarely (never per request, except the
@@ -207,7 +209,7 @@ impl<'a> Worker<'a> {
             next_tick: now + TICK_NS,
             sample_start: now,
             sample_count: 0,
-            spin_ns: SPIN_MIN_NS,
+            spin_ns: SPIN_MIN_NS.min(plan.busy_poll_ns),
         })
     }
 
@@ -262,14 +264,16 @@ impl<'a> Worker<'a> {
         self.stats
     }
 
-    /// Wait for events. Before sleeping with requests in flight, poll for
-    /// a few microseconds: a response that arrives while this thread is
+    /// Wait for events. With `--busy-poll`, before sleeping with requests in
+    /// flight, poll for a few microseconds: a response that arrives while this thread is
     /// still awake costs the server (whose `send` runs our socket's wake-up
     /// on loopback) no cross-CPU wake-up of an idle CPU, which in a VM is a
-    /// costly exit. The poll budget adapts: it doubles (to [`SPIN_MAX_NS`])
+    /// costly exit. The poll budget adapts: it doubles (to `--busy-poll`)
     /// while polls find events and halves when they don't, so a slow server
     /// costs the client almost nothing; ticks re-probe with [`SPIN_MIN_NS`].
-    /// Never with -R, whose waits are for the clock, not the server.
+    /// Never with -R, whose waits are for the clock, not the server. Off by
+    /// default: the poll buys throughput with client CPU, and the client's
+    /// CPU per request is one of the figures it must not lose to wrk on.
     fn wait(&mut self, events: &mut [epoll::Event]) -> io::Result<usize> {
         if self.plan.pacer.is_some() {
             let timeout = self.wait_timeout();
@@ -280,7 +284,7 @@ impl<'a> Worker<'a> {
             loop {
                 let n = self.ep.wait(events, 0)?;
                 if n > 0 {
-                    self.spin_ns = (self.spin_ns * 2).min(SPIN_MAX_NS);
+                    self.spin_ns = (self.spin_ns * 2).min(self.plan.busy_poll_ns);
                     return Ok(n);
                 }
                 if time::monotonic_ns() >= until {
@@ -700,7 +704,7 @@ impl<'a> Worker<'a> {
     fn tick(&mut self) {
         let now = self.now;
         self.next_tick = now + TICK_NS;
-        self.spin_ns = self.spin_ns.max(SPIN_MIN_NS);
+        self.spin_ns = self.spin_ns.max(SPIN_MIN_NS.min(self.plan.busy_poll_ns));
         if now - self.sample_start >= SAMPLE_NS && !self.stopping {
             let rate = self.sample_count as f64 * 1e9 / (now - self.sample_start) as f64;
             self.stats.rps_samples.push(rate);
