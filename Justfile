@@ -34,3 +34,18 @@ loadgen-vs-wrk *ARGS:
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+
+# Full bench sweep into results/: every variant and nginx, 50-1200 connections, 3 trials of 5 s (~9 min on 2 cores); flags pass through (`harness bench --help`).
+bench-all *FLAGS:
+    cargo build --release -p servers -p harness --bins
+    ./target/release/harness bench {{FLAGS}}
+
+# Sweep one server (a variant, nginx, or a comma list) into target/bench/VARIANT/ (results/ keeps the reference run); flags pass through.
+bench VARIANT *FLAGS:
+    cargo build --release -p servers -p harness --bins
+    ./target/release/harness bench --variants {{VARIANT}} --out target/bench/{{VARIANT}} {{FLAGS}}
+
+# Smoke check (< 1 min): every variant and nginx, 1 trial of 1.5 s at 50 and 400 connections, into target/bench-quick/.
+bench-quick *FLAGS:
+    cargo build --release -p servers -p harness --bins
+    ./target/release/harness bench --quick --out target/bench-quick {{FLAGS}}

@@ -1,0 +1,515 @@
+//! The load generator side of a point: the project's `loadgen` (its
+//! `--json` result read back) or `wrk` (its report parsed, plus exact
+//! figures from a generated Lua `done` hook), pinned to the client CPUs.
+
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use super::process;
+use super::server::tail_of;
+
+/// Which load generator drives the sweep.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClientKind {
+    /// The project's loadgen (`--json` output).
+    #[default]
+    Loadgen,
+    /// wrk (text output parsed).
+    Wrk,
+}
+
+impl ClientKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientKind::Loadgen => "loadgen",
+            ClientKind::Wrk => "wrk",
+        }
+    }
+}
+
+/// The client program and where it runs.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub kind: ClientKind,
+    pub program: PathBuf,
+    pub cpus: Vec<usize>,
+    /// `-t`: at most this many threads (never more than connections).
+    pub threads: usize,
+    /// wrk only: scripts/wrk-pipeline.lua, for pipelined loads.
+    pub wrk_pipeline_script: Option<PathBuf>,
+}
+
+/// One load: where, how many connections, how long, how deep a pipeline.
+#[derive(Debug, Clone)]
+pub struct Load {
+    pub url: String,
+    pub path: String,
+    pub connections: u32,
+    pub duration: Duration,
+    pub pipeline: usize,
+}
+
+/// Error counts by kind (a request or connection counted once).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+pub struct Errors {
+    pub connect: u64,
+    pub read: u64,
+    pub write: u64,
+    pub timeout: u64,
+    /// Responses outside 200-399.
+    pub status: u64,
+}
+
+impl Errors {
+    pub fn total(&self) -> u64 {
+        self.connect + self.read + self.write + self.timeout + self.status
+    }
+
+    /// `timeout 12, status 3` (only the non-zero kinds).
+    pub fn describe(&self) -> String {
+        [
+            ("connect", self.connect),
+            ("read", self.read),
+            ("write", self.write),
+            ("timeout", self.timeout),
+            ("status", self.status),
+        ]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+    }
+}
+
+/// What a client measured.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Measured {
+    /// Completed responses (any status).
+    pub requests: u64,
+    pub duration_s: f64,
+    pub req_per_s: f64,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub p99_9_us: f64,
+    pub max_us: f64,
+    pub errors: Errors,
+}
+
+#[derive(Debug)]
+pub enum ClientError {
+    /// Ctrl-C during the run (the client was stopped).
+    Interrupted,
+    /// It failed: why, with the tail of its output.
+    Failed(String),
+}
+
+/// Hang guard: a client still running this long past its duration is killed.
+const OVERRUN: Duration = Duration::from_secs(30);
+
+impl Client {
+    /// `-t` for `connections`.
+    fn threads_for(&self, connections: u32) -> usize {
+        self.threads.clamp(1, connections.max(1) as usize)
+    }
+
+    /// The command line for `load` (without the program), with its result
+    /// going to files under `scratch` named after `tag`.
+    fn args(&self, load: &Load, scratch: &Path, tag: &str) -> Result<Vec<OsString>, String> {
+        let t = self.threads_for(load.connections).to_string();
+        let c = load.connections.to_string();
+        match self.kind {
+            ClientKind::Loadgen => {
+                let mut a: Vec<OsString> = vec![
+                    "-t".into(),
+                    t.into(),
+                    "-c".into(),
+                    c.into(),
+                    "-d".into(),
+                    format!("{}ms", load.duration.as_millis().max(1)).into(),
+                    "--json".into(),
+                    scratch.join(format!("{tag}.json")).into(),
+                ];
+                if load.pipeline > 1 {
+                    a.push("--pipeline".into());
+                    a.push(load.pipeline.to_string().into());
+                }
+                a.push(load.url.clone().into());
+                Ok(a)
+            }
+            ClientKind::Wrk => {
+                let script = scratch.join(format!("{tag}.lua"));
+                let pipeline = if load.pipeline > 1 {
+                    Some(self.wrk_pipeline_script.as_deref().ok_or(
+                        "scripts/wrk-pipeline.lua not found: wrk cannot pipeline without it",
+                    )?)
+                } else {
+                    None
+                };
+                fs::write(&script, wrk_script(pipeline))
+                    .map_err(|e| format!("writing {}: {e}", script.display()))?;
+                let mut a: Vec<OsString> = vec![
+                    "-t".into(),
+                    t.into(),
+                    "-c".into(),
+                    c.into(),
+                    "-d".into(),
+                    format!("{}s", wrk_seconds(load.duration)).into(),
+                    "--latency".into(),
+                    "-s".into(),
+                    script.into(),
+                    load.url.clone().into(),
+                ];
+                if load.pipeline > 1 {
+                    a.extend([
+                        "--".into(),
+                        load.pipeline.to_string().into(),
+                        load.path.clone().into(),
+                    ]);
+                }
+                Ok(a)
+            }
+        }
+    }
+
+    /// Run `load` to completion and read what it measured.
+    pub fn run(&self, load: &Load, scratch: &Path, tag: &str) -> Result<Measured, ClientError> {
+        let args = self.args(load, scratch, tag).map_err(ClientError::Failed)?;
+        let out_path = scratch.join(format!("{tag}.out"));
+        let err_path = scratch.join(format!("{tag}.err"));
+        let json_path = scratch.join(format!("{tag}.json"));
+        let _ = fs::remove_file(&json_path);
+        let open = |p: &Path| {
+            File::create(p)
+                .map_err(|e| ClientError::Failed(format!("creating {}: {e}", p.display())))
+        };
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&args)
+            .stdin(Stdio::null())
+            .stdout(open(&out_path)?)
+            .stderr(open(&err_path)?);
+        process::confine(&mut cmd, &self.cpus)
+            .map_err(|e| ClientError::Failed(format!("preparing CPU pinning: {e}")))?;
+        let mut child = cmd.spawn().map_err(|e| {
+            ClientError::Failed(format!("starting {}: {e}", self.program.display()))
+        })?;
+        let deadline = Instant::now() + load.duration + OVERRUN;
+        let status: ExitStatus = loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                break st;
+            }
+            if process::interrupted() {
+                // Both clients stop early on SIGINT; the partial run is
+                // discarded.
+                process::signal(child.id(), libc::SIGINT);
+                let until = Instant::now() + Duration::from_secs(2);
+                while Instant::now() < until && matches!(child.try_wait(), Ok(None)) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                process::signal_group(child.id(), libc::SIGKILL);
+                let _ = child.wait();
+                return Err(ClientError::Interrupted);
+            }
+            if Instant::now() >= deadline {
+                process::signal_group(child.id(), libc::SIGKILL);
+                let _ = child.wait();
+                return Err(ClientError::Failed(format!(
+                    "{} still running {OVERRUN:?} after its {:?} run: killed\n{}",
+                    self.kind.name(),
+                    load.duration,
+                    output_tail(&out_path, &err_path)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let failed = |why: String| {
+            ClientError::Failed(format!("{why}\n{}", output_tail(&out_path, &err_path)))
+        };
+        if !status.success() {
+            return Err(failed(format!("{} exited with {status}", self.kind.name())));
+        }
+        match self.kind {
+            ClientKind::Loadgen => {
+                let text = fs::read_to_string(&json_path).map_err(|e| {
+                    failed(format!("reading its --json {}: {e}", json_path.display()))
+                })?;
+                parse_loadgen_json(&text).map_err(failed)
+            }
+            ClientKind::Wrk => {
+                let text = fs::read_to_string(&out_path).unwrap_or_default();
+                parse_wrk(&text).map_err(failed)
+            }
+        }
+    }
+}
+
+fn output_tail(out: &Path, err: &Path) -> String {
+    let mut s = String::new();
+    for (name, p) in [("stdout", out), ("stderr", err)] {
+        let t = tail_of(p, 8);
+        if !t.is_empty() {
+            s.push_str(&format!("client {name}:\n{t}"));
+        }
+    }
+    s
+}
+
+/// wrk takes whole seconds.
+fn wrk_seconds(d: Duration) -> u64 {
+    (d.as_secs_f64().ceil() as u64).max(1)
+}
+
+/// The Lua script given to wrk: an optional pipeline script (loaded as is,
+/// taking its DEPTH and PATH arguments after `--`), and a `done` hook that
+/// prints wrk's exact totals and percentiles (wrk's report rounds them and
+/// has no 90th or 99.9th percentile) on one line.
+pub fn wrk_script(pipeline: Option<&Path>) -> String {
+    let mut s = String::from("-- generated by `harness bench`\n");
+    if let Some(p) = pipeline {
+        s.push_str(&format!("dofile({:?})\n", p.to_string_lossy()));
+    }
+    s.push_str(
+        r#"done = function(summary, latency, requests)
+   local e = summary.errors
+   io.write(string.format("harness-wrk: requests=%d duration_us=%d p50=%.1f p90=%.1f p99=%.1f p99_9=%.1f max=%.1f connect=%d read=%d write=%d timeout=%d status=%d\n",
+      summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+      latency:percentile(99), latency:percentile(99.9), latency.max,
+      e.connect, e.read, e.write, e.timeout, e.status))
+end
+"#,
+    );
+    s
+}
+
+#[derive(Deserialize)]
+struct LoadgenJson {
+    duration_s: f64,
+    requests: u64,
+    requests_per_sec: f64,
+    latency_us: LoadgenLatency,
+    errors: Errors,
+}
+
+#[derive(Deserialize)]
+struct LoadgenLatency {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    p99_9: f64,
+    max: f64,
+}
+
+/// Read loadgen's `--json` result.
+pub fn parse_loadgen_json(text: &str) -> Result<Measured, String> {
+    let j: LoadgenJson =
+        serde_json::from_str(text).map_err(|e| format!("loadgen --json output unreadable: {e}"))?;
+    Ok(Measured {
+        requests: j.requests,
+        duration_s: j.duration_s,
+        req_per_s: j.requests_per_sec,
+        p50_us: j.latency_us.p50,
+        p90_us: j.latency_us.p90,
+        p99_us: j.latency_us.p99,
+        p99_9_us: j.latency_us.p99_9,
+        max_us: j.latency_us.max,
+        errors: j.errors,
+    })
+}
+
+/// Parse wrk's report. The standard text gives requests, duration, req/s,
+/// the 50/90/99th percentiles (90th from `--latency`), max and errors; the
+/// `harness-wrk:` line of the generated `done` hook, when present, replaces
+/// them with exact values and adds the 99.9th percentile (without it, the
+/// 99.9th is taken as the max: an upper bound).
+pub fn parse_wrk(text: &str) -> Result<Measured, String> {
+    let mut m = Measured::default();
+    let mut seen_requests = false;
+    let mut in_dist = false;
+    for line in text.lines() {
+        let t = line.trim();
+        let w: Vec<&str> = t.split_whitespace().collect();
+        if t.starts_with("Latency Distribution") {
+            in_dist = true;
+            continue;
+        }
+        if in_dist {
+            match w.as_slice() {
+                [p, v] if p.ends_with('%') => {
+                    let us = wrk_time_us(v);
+                    match *p {
+                        "50%" => m.p50_us = us.unwrap_or(0.0),
+                        "90%" => m.p90_us = us.unwrap_or(0.0),
+                        "99%" => m.p99_us = us.unwrap_or(0.0),
+                        _ => {}
+                    }
+                    continue;
+                }
+                _ => in_dist = false,
+            }
+        }
+        if w.first() == Some(&"Latency") && w.len() >= 4 {
+            m.max_us = wrk_time_us(w[3]).unwrap_or(0.0);
+        } else if w.len() >= 5 && w[1] == "requests" && w[2] == "in" {
+            m.requests = w[0]
+                .parse()
+                .map_err(|_| format!("bad request count in {t:?}"))?;
+            m.duration_s = wrk_time_us(w[3].trim_end_matches(','))
+                .map(|us| us / 1e6)
+                .unwrap_or(0.0);
+            seen_requests = true;
+        } else if let Some(rest) = t.strip_prefix("Requests/sec:") {
+            m.req_per_s = rest.trim().parse().unwrap_or(0.0);
+        } else if let Some(rest) = t.strip_prefix("Socket errors:") {
+            for part in rest.split(',') {
+                let kv: Vec<&str> = part.split_whitespace().collect();
+                if let [k, v] = kv.as_slice() {
+                    let n: u64 = v.parse().unwrap_or(0);
+                    match *k {
+                        "connect" => m.errors.connect = n,
+                        "read" => m.errors.read = n,
+                        "write" => m.errors.write = n,
+                        "timeout" => m.errors.timeout = n,
+                        _ => {}
+                    }
+                }
+            }
+        } else if let Some(rest) = t.strip_prefix("Non-2xx or 3xx responses:") {
+            m.errors.status = rest.trim().parse().unwrap_or(0);
+        } else if let Some(rest) = t.strip_prefix("harness-wrk:") {
+            let get = |key: &str| -> Option<f64> {
+                rest.split_whitespace()
+                    .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                    .and_then(|v| v.parse().ok())
+            };
+            let n = |key: &str| get(key).map(|v| v as u64).unwrap_or(0);
+            m.requests = n("requests");
+            m.duration_s = get("duration_us").unwrap_or(0.0) / 1e6;
+            m.p50_us = get("p50").unwrap_or(0.0);
+            m.p90_us = get("p90").unwrap_or(0.0);
+            m.p99_us = get("p99").unwrap_or(0.0);
+            m.p99_9_us = get("p99_9").unwrap_or(0.0);
+            m.max_us = get("max").unwrap_or(0.0);
+            m.errors = Errors {
+                connect: n("connect"),
+                read: n("read"),
+                write: n("write"),
+                timeout: n("timeout"),
+                status: n("status"),
+            };
+            if m.duration_s > 0.0 {
+                m.req_per_s = m.requests as f64 / m.duration_s;
+            }
+            return Ok(m);
+        }
+    }
+    if !seen_requests {
+        return Err("no `N requests in D` line in wrk's output".into());
+    }
+    m.p99_9_us = m.max_us;
+    Ok(m)
+}
+
+/// wrk's time values (`631.00us`, `5.00ms`, `1.20s`, `2.00m`, `1.00h`) in µs.
+fn wrk_time_us(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("us") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix("ms") {
+        (n, 1e3)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1e6)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60e6)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3600e6)
+    } else {
+        return None;
+    };
+    num.parse::<f64>().ok().map(|v| v * mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WRK: &str = "Running 5s test @ http://127.0.0.1:8080/plaintext
+  1 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   631.00us  200.00us   5.00ms   70.00%
+    Req/Sec    80.00k     5.00k   90.00k    68.00%
+  Latency Distribution
+     50%  600.00us
+     75%  700.00us
+     90%  800.00us
+     99%    1.00ms
+  400000 requests in 5.00s, 50.00MB read
+  Socket errors: connect 1, read 2, write 3, timeout 4
+  Non-2xx or 3xx responses: 5
+Requests/sec:  80000.00
+Transfer/sec:     10.00MB
+";
+
+    #[test]
+    fn parses_wrk_text() {
+        let m = parse_wrk(WRK).unwrap();
+        assert_eq!(m.requests, 400_000);
+        assert_eq!(m.duration_s, 5.0);
+        assert_eq!(m.req_per_s, 80_000.0);
+        assert_eq!((m.p50_us, m.p90_us, m.p99_us), (600.0, 800.0, 1000.0));
+        assert_eq!(m.max_us, 5000.0);
+        assert_eq!(m.p99_9_us, 5000.0);
+        assert_eq!(
+            m.errors,
+            Errors {
+                connect: 1,
+                read: 2,
+                write: 3,
+                timeout: 4,
+                status: 5
+            }
+        );
+    }
+
+    #[test]
+    fn the_done_hook_line_wins() {
+        let text = format!(
+            "{WRK}harness-wrk: requests=400123 duration_us=5001000 p50=601.0 p90=801.0 p99=1001.0 p99_9=2001.0 max=5003.0 connect=0 read=0 write=0 timeout=0 status=7\n"
+        );
+        let m = parse_wrk(&text).unwrap();
+        assert_eq!(m.requests, 400_123);
+        assert_eq!(m.p99_9_us, 2001.0);
+        assert_eq!(m.errors.status, 7);
+        assert_eq!(m.errors.total(), 7);
+        assert!((m.req_per_s - 400_123.0 / 5.001).abs() < 1e-6);
+    }
+
+    #[test]
+    fn wrk_output_without_a_result_is_an_error() {
+        assert!(parse_wrk("unable to connect to 127.0.0.1:1 Connection refused\n").is_err());
+    }
+
+    #[test]
+    fn parses_loadgen_json() {
+        let text = r#"{"settings":{},"duration_s":1.5,"requests":3000,"requests_per_sec":2000.0,
+            "latency_us":{"min":1,"mean":2.0,"stdev":0.5,"max":900,"p50":100,"p75":150,"p90":200,"p99":400,"p99_9":800,"p99_99":890},
+            "errors":{"connect":0,"read":1,"write":0,"timeout":2,"status":3,"status_by_code":{"503":3},"idle_close":9}}"#;
+        let m = parse_loadgen_json(text).unwrap();
+        assert_eq!(m.requests, 3000);
+        assert_eq!(m.p99_9_us, 800.0);
+        assert_eq!(m.errors.total(), 6);
+        assert_eq!(m.errors.describe(), "read 1, timeout 2, status 3");
+    }
+
+    #[test]
+    fn wrk_gets_whole_seconds() {
+        assert_eq!(wrk_seconds(Duration::from_millis(1500)), 2);
+        assert_eq!(wrk_seconds(Duration::from_millis(200)), 1);
+        assert_eq!(wrk_seconds(Duration::from_secs(5)), 5);
+    }
+}

@@ -1,0 +1,800 @@
+//! The sweep: for each server and workload, start it once, warm it up, and
+//! measure every connection count × trial on it; one [`BenchRow`] per run.
+//!
+//! Failures never end the sweep: a server that cannot start, or dies, is
+//! reported with its stderr tail and its remaining runs are counted as
+//! failed; a client run that fails costs that run only. Ctrl-C stops the
+//! client and the server and ends the sweep with what was measured.
+
+use std::env;
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::machine::Machine;
+use crate::procfs::{self, Usage};
+use crate::report::RunInfo;
+
+use super::cli::{format_duration, Plan, NGINX};
+use super::client::{Client, ClientError, ClientKind, Load, Measured};
+use super::nginx;
+use super::process::{self, format_cpus};
+use super::schema::BenchRow;
+use super::server::{http_get, Server, ServerCmd, StartError, Stopped};
+use super::workload::{Docroot, Workload};
+
+/// `--keepalive-requests` for the event-driven variants: no cap, like
+/// nginx's keepalive_requests 1000000.
+const NO_KEEPALIVE_CAP: &str = "0";
+/// nginx's keepalive_requests in the template.
+const NGINX_KEEPALIVE_REQUESTS: &str = "1000000";
+
+/// What a sweep produced.
+pub struct Outcome {
+    pub rows: Vec<BenchRow>,
+    /// One message per failure (a server that could not start or died, a
+    /// failed run), stderr tails included.
+    pub failures: Vec<String>,
+    /// Runs that produced no row.
+    pub failed_runs: usize,
+    /// Skipped servers and warnings worth repeating at the end.
+    pub notes: Vec<String>,
+    /// Ctrl-C ended the sweep early.
+    pub interrupted: bool,
+    /// What the report files record besides the rows.
+    pub info: RunInfo,
+    /// Whether nginx took part (found and asked for).
+    pub nginx_version: Option<String>,
+}
+
+/// Run the whole sweep. Err only when nothing can be measured at all (no
+/// client binary, unwritable output directory); everything else is in the
+/// outcome.
+pub fn run(plan: &Plan) -> Result<Outcome, String> {
+    fs::create_dir_all(&plan.out)
+        .map_err(|e| format!("cannot create --out {}: {e}", plan.out.display()))?;
+    let client_program = match plan.client {
+        ClientKind::Loadgen => {
+            let p = plan.bin_dir.join("loadgen");
+            if !p.is_file() {
+                return Err(format!(
+                    "loadgen not found at {}: build it with `cargo build --release -p harness` \
+                     (it is looked up next to the harness binary; --bin-dir changes where)",
+                    p.display()
+                ));
+            }
+            p
+        }
+        ClientKind::Wrk => find_on_path("wrk").ok_or(
+            "wrk not found: install it with `apt-get install wrk`, or use the default --client loadgen",
+        )?,
+    };
+    let (nofile, nofile_hard) = process::raise_nofile_limit().unwrap_or((1024, 1024));
+    let needed = *plan.conns.iter().max().unwrap_or(&0) as u64 + 64;
+    let mut notes: Vec<String> = plan.warnings.clone();
+    if nofile < needed {
+        notes.push(format!(
+            "the open-files limit is {nofile}: runs above ~{} connections will see connect errors \
+             (raise it with `ulimit -n`)",
+            nofile.saturating_sub(64)
+        ));
+    }
+
+    let mut servers = plan.servers.clone();
+    let mut nginx_bin = None;
+    let mut nginx_version = None;
+    if servers.iter().any(|s| s == NGINX) {
+        match nginx::find() {
+            Some(bin) => {
+                nginx_version = nginx::version(&bin).or(Some("nginx".into()));
+                nginx_bin = Some(bin);
+            }
+            None => {
+                let msg = format!("skipping nginx: {}", nginx::INSTALL_HINT);
+                eprintln!("{msg}");
+                notes.push(msg);
+                servers.retain(|s| s != NGINX);
+            }
+        }
+    }
+    for n in &notes {
+        eprintln!("warning: {n}");
+    }
+    if let Some(load) = fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+    {
+        if load >= 0.5 {
+            let msg = format!(
+                "load average {load:.2} before the sweep: other work on this machine makes the numbers noisy"
+            );
+            eprintln!("warning: {msg}");
+            notes.push(msg);
+        }
+    }
+
+    // Before pinning: it counts the CPUs this process may use.
+    let machine = Machine::detect();
+    // The runner itself stays off the server CPUs (it mostly sleeps).
+    let _ = servers::sys::affinity::pin_current_thread(&plan.client_cpus);
+
+    let docroot = Docroot::create().map_err(|e| format!("creating the docroot: {e}"))?;
+    let scratch = tempfile::Builder::new()
+        .prefix("bench-run.")
+        .tempdir()
+        .map_err(|e| format!("creating a temp dir: {e}"))?;
+
+    let client = Client {
+        kind: plan.client,
+        program: client_program,
+        cpus: plan.client_cpus.clone(),
+        threads: plan.client_cpus.len(),
+        wrk_pipeline_script: wrk_pipeline_script(),
+    };
+    let effective = Plan {
+        servers: servers.clone(),
+        ..plan.clone()
+    };
+    let total = effective.runs();
+    eprintln!(
+        "harness bench: {} server(s) × {} workload(s) × {} connection counts × {} trial(s) = {total} runs of {}; about {} in all",
+        servers.len(),
+        plan.workloads.len(),
+        plan.conns.len(),
+        plan.trials,
+        format_duration(plan.duration),
+        minutes(effective.estimate()),
+    );
+    eprintln!(
+        "  servers on CPU(s) {} ({} thread(s) for the multi-threaded ones), {} -t {} on CPU(s) {}",
+        format_cpus(&plan.server_cpus),
+        plan.threads,
+        client.kind.name(),
+        client.threads,
+        format_cpus(&plan.client_cpus)
+    );
+
+    let mut sweep = Sweep {
+        plan,
+        machine,
+        docroot,
+        scratch: scratch.path().to_path_buf(),
+        client,
+        nginx_bin,
+        nofile_hard,
+        rows: Vec::new(),
+        failures: Vec::new(),
+        failed_runs: 0,
+        done: 0,
+        total,
+        interrupted: false,
+    };
+    'all: for server in &servers {
+        for &workload in &plan.workloads {
+            sweep.group(server, workload);
+            if sweep.interrupted {
+                break 'all;
+            }
+        }
+    }
+
+    let mut settings = sweep.settings(&nginx_version);
+    if sweep.interrupted {
+        settings.push((
+            "interrupted".into(),
+            format!("yes: Ctrl-C after {} of {} runs", sweep.done, total),
+        ));
+    }
+    let info = RunInfo {
+        machine: sweep.machine.clone(),
+        settings,
+        cpu_chart_connections: cpu_chart_connections(&plan.conns),
+    };
+    Ok(Outcome {
+        rows: sweep.rows,
+        failures: sweep.failures,
+        failed_runs: sweep.failed_runs,
+        notes,
+        interrupted: sweep.interrupted,
+        info,
+        nginx_version,
+    })
+}
+
+/// The connection count shown in the CPU-per-request chart: 400 when
+/// swept (past the knee on small machines, below overload), else the
+/// middle of the list.
+fn cpu_chart_connections(conns: &[u32]) -> u32 {
+    if conns.contains(&400) {
+        return 400;
+    }
+    let mut sorted = conns.to_vec();
+    sorted.sort_unstable();
+    sorted.get(sorted.len() / 2).copied().unwrap_or(0)
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    env::var_os("PATH").and_then(|p| {
+        env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// scripts/wrk-pipeline.lua, from the current directory or the source tree.
+fn wrk_pipeline_script() -> Option<PathBuf> {
+    let rel = Path::new("scripts/wrk-pipeline.lua");
+    let in_tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel);
+    [rel.to_path_buf(), in_tree]
+        .into_iter()
+        .find(|p| p.is_file())
+        .and_then(|p| p.canonicalize().ok())
+}
+
+struct Sweep<'a> {
+    plan: &'a Plan,
+    machine: Machine,
+    docroot: Docroot,
+    scratch: PathBuf,
+    client: Client,
+    nginx_bin: Option<PathBuf>,
+    nofile_hard: u64,
+    rows: Vec<BenchRow>,
+    failures: Vec<String>,
+    failed_runs: usize,
+    /// Runs accounted for so far (measured or failed).
+    done: usize,
+    total: usize,
+    interrupted: bool,
+}
+
+impl Sweep<'_> {
+    /// `[ 12/90]`
+    fn counter(&self) -> String {
+        let w = self.total.to_string().len();
+        format!("[{:>w$}/{}]", self.done, self.total)
+    }
+
+    /// Record a failure that costs `runs` runs.
+    fn fail(&mut self, runs: usize, msg: String) {
+        self.done += runs;
+        self.failed_runs += runs;
+        eprintln!("{} FAILED {msg}", self.counter());
+        self.failures.push(msg);
+    }
+
+    /// One server × workload: start, check, warm up, every point, stop.
+    fn group(&mut self, name: &str, workload: Workload) {
+        let plan = self.plan;
+        let runs = plan.conns.len() * plan.trials as usize;
+        let label = format!("{name} {workload}");
+        let tag = format!("{name}-{workload}");
+
+        // nginx's port is picked before it starts, so another program may
+        // take it first: then it is tried again on another one.
+        let mut attempt = 0;
+        let (mut server, _prefix) = loop {
+            attempt += 1;
+            // nginx's prefix must outlive the server.
+            let (cmd, prefix) = match self.command(name) {
+                Ok(x) => x,
+                Err(why) => return self.fail(runs, format!("{label}: {why}")),
+            };
+            match Server::start(&cmd, &self.scratch, &tag) {
+                Ok(s) => break (s, prefix),
+                Err(StartError::Interrupted) => {
+                    self.interrupted = true;
+                    return;
+                }
+                Err(StartError::Failed { tail, .. })
+                    if cmd.port.is_some()
+                        && attempt < 3
+                        && tail.contains("Address already in use") => {}
+                Err(StartError::Failed { why, tail }) => {
+                    return self.fail(
+                        runs,
+                        with_tail(format!("{label}: did not start: {why}"), &tail),
+                    );
+                }
+            }
+        };
+        eprintln!(
+            "{label}: pid {} on 127.0.0.1:{}, CPU(s) {}, {} thread(s)",
+            server.pid(),
+            server.port,
+            format_cpus(&plan.server_cpus),
+            plan.server_threads(name)
+        );
+        if let Some(w) = server.check_affinity(&plan.server_cpus) {
+            eprintln!(
+                "warning: {label}: {w} (expected {})",
+                format_cpus(&plan.server_cpus)
+            );
+        }
+        match http_get(server.addr(), workload.path(), Duration::from_secs(5)) {
+            Ok((200, len)) if len == workload.body_len() => {}
+            Ok((status, len)) => {
+                let msg = format!(
+                    "{label}: GET {} answered {status} with {len} body bytes, expected 200 with {}",
+                    workload.path(),
+                    workload.body_len()
+                );
+                server.stop();
+                return self.fail(runs, msg);
+            }
+            Err(e) => {
+                let msg = with_tail(
+                    format!("{label}: GET {} failed: {e}", workload.path()),
+                    &server.stderr_tail(),
+                );
+                server.stop();
+                return self.fail(runs, msg);
+            }
+        }
+
+        let mut left = runs;
+        if !plan.warmup.is_zero() {
+            let c = plan.conns[0];
+            if let Err(stop) = self.warm_up(&mut server, &label, workload, c, plan.warmup) {
+                return self.abandon(&mut server, &label, left, stop);
+            }
+        }
+        for &c in &plan.conns {
+            if !plan.point_warmup.is_zero() {
+                if let Err(stop) = self.warm_up(&mut server, &label, workload, c, plan.point_warmup)
+                {
+                    return self.abandon(&mut server, &label, left, stop);
+                }
+            }
+            for trial in 1..=plan.trials {
+                match self.measure(&mut server, name, workload, c, trial) {
+                    Ok(()) => {}
+                    Err(Abandon::RunFailed(msg)) => {
+                        self.fail(1, format!("{label} c={c} trial {trial}: {msg}"))
+                    }
+                    Err(stop) => return self.abandon(&mut server, &label, left, stop),
+                }
+                left -= 1;
+            }
+        }
+        match server.stop() {
+            Stopped::Clean => {}
+            other => eprintln!(
+                "{}",
+                with_tail(
+                    format!("warning: {label}: did not exit cleanly on SIGTERM ({other:?})"),
+                    &server.stderr_tail()
+                )
+            ),
+        }
+    }
+
+    /// Stop measuring this server: it died (its remaining runs fail) or
+    /// Ctrl-C arrived.
+    fn abandon(&mut self, server: &mut Server, label: &str, left: usize, why: Abandon) {
+        match why {
+            Abandon::Interrupted => {
+                self.interrupted = true;
+                eprintln!("interrupted: stopping {label}");
+                server.stop();
+            }
+            Abandon::Died(msg) | Abandon::RunFailed(msg) => {
+                let status = server
+                    .exit_status()
+                    .map_or_else(|| "still running".to_string(), |s| s.to_string());
+                let tail = server.stderr_tail();
+                server.stop();
+                self.fail(
+                    left,
+                    with_tail(
+                        format!(
+                            "{label}: died mid-sweep ({status}; {left} run(s) not measured): {msg}"
+                        ),
+                        &tail,
+                    ),
+                );
+            }
+        }
+    }
+
+    /// A load whose result is discarded.
+    fn warm_up(
+        &mut self,
+        server: &mut Server,
+        label: &str,
+        workload: Workload,
+        connections: u32,
+        duration: Duration,
+    ) -> Result<(), Abandon> {
+        let load = self.load(server, workload, connections, duration);
+        match self.client.run(&load, &self.scratch, "warmup") {
+            Ok(_) => Ok(()),
+            Err(ClientError::Interrupted) => Err(Abandon::Interrupted),
+            Err(ClientError::Failed(msg)) => {
+                if !server.is_running() {
+                    return Err(Abandon::Died(format!(
+                        "during a warm-up at c={connections}"
+                    )));
+                }
+                eprintln!("warning: {label}: warm-up at c={connections} failed: {msg}");
+                Ok(())
+            }
+        }
+    }
+
+    fn load(
+        &self,
+        server: &Server,
+        workload: Workload,
+        connections: u32,
+        duration: Duration,
+    ) -> Load {
+        Load {
+            url: format!("http://127.0.0.1:{}{}", server.port, workload.path()),
+            path: workload.path().to_string(),
+            connections,
+            duration,
+            pipeline: workload.pipeline(),
+        }
+    }
+
+    /// One run: the server's CPU counters around one client run.
+    fn measure(
+        &mut self,
+        server: &mut Server,
+        name: &str,
+        workload: Workload,
+        connections: u32,
+        trial: u32,
+    ) -> Result<(), Abandon> {
+        if process::interrupted() {
+            return Err(Abandon::Interrupted);
+        }
+        let load = self.load(server, workload, connections, self.plan.duration);
+        let before = procfs::sample_tree(server.pid())
+            .map_err(|e| Abandon::Died(format!("reading /proc before the run: {e}")))?;
+        let started = Instant::now();
+        let result = self.client.run(&load, &self.scratch, "run");
+        let after = procfs::sample_tree(server.pid());
+        let died = !server.is_running();
+        let m = match result {
+            Err(ClientError::Interrupted) => return Err(Abandon::Interrupted),
+            Err(ClientError::Failed(msg)) if died => {
+                return Err(Abandon::Died(format!(
+                    "exited during the run at c={connections}; then the client failed: {}",
+                    msg.lines().next().unwrap_or("")
+                )))
+            }
+            Err(ClientError::Failed(msg)) => return Err(Abandon::RunFailed(msg)),
+            Ok(_) if died => {
+                return Err(Abandon::Died(format!(
+                    "exited during the run at c={connections} (after {:.1?})",
+                    started.elapsed()
+                )))
+            }
+            Ok(m) => m,
+        };
+        let after =
+            after.map_err(|e| Abandon::Died(format!("reading /proc after the run: {e}")))?;
+        if m.requests == 0 {
+            return Err(Abandon::RunFailed(format!(
+                "no request completed (errors: {})",
+                m.errors.describe()
+            )));
+        }
+        let row = self.row(
+            name,
+            workload,
+            connections,
+            trial,
+            &m,
+            &after.since(&before),
+        );
+        self.done += 1;
+        let errors = if m.errors.total() > 0 {
+            format!(", errors: {}", m.errors.describe())
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "{} {name} {workload} c={connections} trial {trial}/{}: {} req/s, p99 {}, cpu {:.1} µs/req{errors}",
+            self.counter(),
+            self.plan.trials,
+            thousands(row.req_per_s),
+            latency(row.p99_us),
+            row.cpu_us_per_req,
+        );
+        self.rows.push(row);
+        Ok(())
+    }
+
+    fn row(
+        &self,
+        name: &str,
+        workload: Workload,
+        connections: u32,
+        trial: u32,
+        m: &Measured,
+        u: &Usage,
+    ) -> BenchRow {
+        let per_req = |s: f64| s * 1e6 / m.requests as f64;
+        BenchRow {
+            variant: name.to_string(),
+            workload: workload.name().to_string(),
+            connections,
+            trial,
+            client: self.client.kind.name().to_string(),
+            server_threads: self.plan.server_threads(name) as u32,
+            server_cpus: format_cpus(&self.plan.server_cpus),
+            client_cpus: format_cpus(&self.plan.client_cpus),
+            duration_s: m.duration_s,
+            requests: m.requests,
+            req_per_s: m.req_per_s,
+            p50_us: m.p50_us,
+            p90_us: m.p90_us,
+            p99_us: m.p99_us,
+            p99_9_us: m.p99_9_us,
+            max_us: m.max_us,
+            errors_connect: m.errors.connect,
+            errors_read: m.errors.read,
+            errors_write: m.errors.write,
+            errors_timeout: m.errors.timeout,
+            errors_status: m.errors.status,
+            cpu_user_s: u.user_s,
+            cpu_system_s: u.system_s,
+            cpu_us_per_req: per_req(u.user_s + u.system_s),
+            user_us_per_req: per_req(u.user_s),
+            system_us_per_req: per_req(u.system_s),
+            ctx_switches_voluntary: u.voluntary_ctxt,
+            ctx_switches_involuntary: u.involuntary_ctxt,
+            peak_rss_kib: u.peak_rss_kib,
+            cpu_model: self.machine.cpu_model.clone(),
+            cores: self.machine.cores as u32,
+            kernel: self.machine.kernel.clone(),
+            git_revision: self.machine.git_revision.clone(),
+        }
+    }
+
+    /// How to start `name`; for nginx also its rendered prefix (kept alive
+    /// by the caller while nginx runs).
+    fn command(&self, name: &str) -> Result<(ServerCmd, Option<nginx::Prefix>), String> {
+        let plan = self.plan;
+        if name == NGINX {
+            let bin = self.nginx_bin.clone().ok_or(nginx::INSTALL_HINT)?;
+            let port = free_port().map_err(|e| format!("finding a free port: {e}"))?;
+            let highest = *plan.conns.iter().max().unwrap_or(&1) as u64;
+            let settings = nginx::Settings {
+                port,
+                root: self.docroot.path(),
+                workers: plan.threads,
+                cpus: &plan.server_cpus,
+                min_connections: highest + 256,
+                max_nofile: (!process::is_root()).then_some(self.nofile_hard),
+                as_root: process::is_root(),
+            };
+            let prefix = nginx::Prefix::create(nginx::TEMPLATE, &settings)
+                .map_err(|e| format!("rendering the nginx config: {e}"))?;
+            prefix.test(&bin)?;
+            let cmd = ServerCmd {
+                name: name.to_string(),
+                program: bin,
+                args: prefix.start_args(),
+                cpus: plan.server_cpus.clone(),
+                port: Some(port),
+                extra_log: Some(prefix.error_log.clone()),
+            };
+            return Ok((cmd, Some(prefix)));
+        }
+        let program = plan.bin_dir.join(name);
+        if !program.is_file() {
+            return Err(format!(
+                "{} not found: build the variants with `cargo build --release -p servers --bins` \
+                 (they are looked up next to the harness binary; --bin-dir changes where)",
+                program.display()
+            ));
+        }
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "--port".into(),
+            "0".into(),
+            "--root".into(),
+            self.docroot.path().into(),
+            "--cpus".into(),
+            format_cpus(&plan.server_cpus).into(),
+        ];
+        if Plan::is_multithreaded(name) {
+            args.extend([
+                "--threads".into(),
+                plan.server_threads(name).to_string().into(),
+            ]);
+        }
+        // The threadpool's request cap is what rotates its workers among
+        // clients (part of its model); blocking serves one request per
+        // connection whatever the flag says.
+        if !matches!(name, "threadpool" | "blocking") {
+            args.extend(["--keepalive-requests".into(), NO_KEEPALIVE_CAP.into()]);
+        }
+        Ok((
+            ServerCmd {
+                name: name.to_string(),
+                program,
+                args,
+                cpus: plan.server_cpus.clone(),
+                port: None,
+                extra_log: None,
+            },
+            None,
+        ))
+    }
+
+    /// The settings every report file records.
+    fn settings(&self, nginx_version: &Option<String>) -> Vec<(String, String)> {
+        let p = self.plan;
+        let c = &self.client;
+        let client = match c.kind {
+            ClientKind::Loadgen => format!("loadgen -t {} (--timeout 2s)", c.threads),
+            ClientKind::Wrk => format!("wrk -t {} --latency", c.threads),
+        };
+        let mut s: Vec<(String, String)> = vec![
+            ("client".into(), client),
+            ("server CPUs".into(), format_cpus(&p.server_cpus)),
+            ("client CPUs".into(), format_cpus(&p.client_cpus)),
+            (
+                "server threads".into(),
+                format!(
+                    "{} (epoll-threads, nginx workers); threadpool: {} workers; blocking, epoll: 1 by design",
+                    p.threads, p.threadpool_workers
+                ),
+            ),
+            ("connections".into(), join(&p.conns)),
+            ("trials".into(), p.trials.to_string()),
+            ("duration".into(), format_duration(p.duration)),
+            (
+                "warm-up".into(),
+                format!(
+                    "{} per server start, {} per connection count",
+                    format_duration(p.warmup),
+                    format_duration(p.point_warmup)
+                ),
+            ),
+            (
+                "workloads".into(),
+                p.workloads
+                    .iter()
+                    .map(|w| format!("{w} (GET {}{})", w.path(), pipeline_note(*w)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            (
+                "keep-alive".into(),
+                format!(
+                    "no cap: epoll, epoll-threads (--keepalive-requests {NO_KEEPALIVE_CAP}), nginx ({NGINX_KEEPALIVE_REQUESTS})"
+                ),
+            ),
+            (
+                "keep-alive caps".into(),
+                "threadpool: its default (part of its model); blocking: 1 request per connection"
+                    .into(),
+            ),
+            (
+                "open-file caching".into(),
+                "none: variants open each file per request (openat2); nginx open_file_cache off"
+                    .into(),
+            ),
+            (
+                "CPU accounting".into(),
+                "server process tree from /proc (threads, children); per request = CPU time / requests"
+                    .into(),
+            ),
+            (
+                "nginx".into(),
+                match nginx_version {
+                    Some(v) if p.servers.iter().any(|s| s == NGINX) => v.clone(),
+                    _ if p.servers.iter().any(|s| s == NGINX) => "not installed: skipped".into(),
+                    _ => "not run (--no-nginx or not in --variants)".into(),
+                },
+            ),
+        ];
+        if p.quick {
+            s.push((
+                "mode".into(),
+                "--quick (smoke check: few, short runs)".into(),
+            ));
+        }
+        s
+    }
+}
+
+/// Why a server's remaining runs are abandoned (or one run failed).
+#[derive(Debug)]
+enum Abandon {
+    Interrupted,
+    /// The server exited (or cannot be read in /proc).
+    Died(String),
+    /// One run failed; the server is fine.
+    RunFailed(String),
+}
+
+/// A message followed by the server's stderr tail, when there is one.
+fn with_tail(msg: String, tail: &str) -> String {
+    if tail.trim().is_empty() {
+        msg
+    } else {
+        format!("{msg}\n  server stderr:\n{}", tail.trim_end())
+    }
+}
+
+fn pipeline_note(w: Workload) -> String {
+    if w.pipeline() > 1 {
+        format!(", {} pipelined", w.pipeline())
+    } else {
+        String::new()
+    }
+}
+
+fn join(v: &[u32]) -> String {
+    v.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// A port on 127.0.0.1 nothing listens on (bound, then released) for nginx.
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// `496 s` → `8m16s`; under a minute, `42s`.
+pub fn minutes(d: Duration) -> String {
+    let s = d.as_secs();
+    if s < 60 {
+        format!("{s}s")
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
+/// `98765.4` → `98,765`.
+pub fn thousands(x: f64) -> String {
+    let n = x.round().max(0.0) as u64;
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// Microseconds as `850 µs`, `3.2 ms` or `1.25 s`.
+pub fn latency(us: f64) -> String {
+    if us < 1000.0 {
+        format!("{us:.0} µs")
+    } else if us < 1e6 {
+        format!("{:.1} ms", us / 1e3)
+    } else {
+        format!("{:.2} s", us / 1e6)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(thousands(98765.4), "98,765");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(1_234_567.0), "1,234,567");
+        assert_eq!(latency(850.0), "850 µs");
+        assert_eq!(latency(3210.0), "3.2 ms");
+        assert_eq!(latency(1_250_000.0), "1.25 s");
+        assert_eq!(minutes(Duration::from_secs(496)), "8m16s");
+        assert_eq!(minutes(Duration::from_secs(42)), "42s");
+    }
+
+    #[test]
+    fn cpu_chart_point() {
+        assert_eq!(cpu_chart_connections(&[50, 100, 200, 400, 800, 1200]), 400);
+        assert_eq!(cpu_chart_connections(&[10, 20, 30]), 20);
+    }
+}

@@ -1,0 +1,155 @@
+//! What the load asks for, and the docroot every server (variants and
+//! nginx alike) serves its static files from.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use tempfile::TempDir;
+
+/// Requests written back to back per connection in the `pipelined` workload.
+pub const PIPELINE_DEPTH: usize = 16;
+
+/// One kind of request the sweep measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Workload {
+    /// GET /plaintext: 13 bytes from a handler (the main workload).
+    Plaintext,
+    /// GET /json: a 27-byte JSON body from a handler.
+    Json,
+    /// GET a 1 KiB static file.
+    #[value(name = "static-1k")]
+    Static1k,
+    /// GET a 1 MiB static file (served with sendfile).
+    #[value(name = "static-1m")]
+    Static1m,
+    /// GET /plaintext, 16 requests written back to back per connection.
+    Pipelined,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 5] = [
+        Workload::Plaintext,
+        Workload::Json,
+        Workload::Static1k,
+        Workload::Static1m,
+        Workload::Pipelined,
+    ];
+
+    /// The name used on the command line and in the CSV.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Plaintext => "plaintext",
+            Workload::Json => "json",
+            Workload::Static1k => "static-1k",
+            Workload::Static1m => "static-1m",
+            Workload::Pipelined => "pipelined",
+        }
+    }
+
+    /// The request path.
+    pub fn path(self) -> &'static str {
+        match self {
+            Workload::Plaintext | Workload::Pipelined => "/plaintext",
+            Workload::Json => "/json",
+            Workload::Static1k => "/static-1k.bin",
+            Workload::Static1m => "/static-1m.bin",
+        }
+    }
+
+    /// Requests per connection written back to back (1 = no pipelining).
+    pub fn pipeline(self) -> usize {
+        match self {
+            Workload::Pipelined => PIPELINE_DEPTH,
+            _ => 1,
+        }
+    }
+
+    /// The body length every server must answer with (checked once per
+    /// server before measuring, so a broken route is not benchmarked).
+    pub fn body_len(self) -> usize {
+        match self {
+            Workload::Plaintext | Workload::Pipelined => "Hello, World!".len(),
+            Workload::Json => r#"{"message":"Hello, World!"}"#.len(),
+            Workload::Static1k => 1024,
+            Workload::Static1m => 1024 * 1024,
+        }
+    }
+}
+
+impl std::fmt::Display for Workload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A temporary docroot with the static workloads' files (and an index.html),
+/// shared by every server of a run so they all serve the same bytes. Removed
+/// when dropped.
+pub struct Docroot {
+    dir: TempDir,
+}
+
+impl Docroot {
+    pub fn create() -> io::Result<Docroot> {
+        let dir = tempfile::Builder::new().prefix("bench-www.").tempdir()?;
+        let write = |name: &str, data: &[u8]| -> io::Result<()> {
+            let path = dir.path().join(name);
+            fs::write(&path, data)?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
+        };
+        write(
+            "index.html",
+            b"<!doctype html>\n<html><head><title>bench</title></head><body><p>Hello, World!</p></body></html>\n",
+        )?;
+        write(&Workload::Static1k.path()[1..], &file_bytes(1024))?;
+        write(&Workload::Static1m.path()[1..], &file_bytes(1024 * 1024))?;
+        // TempDir makes 0700 directories; nginx workers that are not the
+        // owner must still be able to read the files.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))?;
+        Ok(Docroot { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Deterministic, incompressible-looking bytes (an LCG), so every run
+/// serves the same content.
+fn file_bytes(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (x >> 56) as u8
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docroot_has_the_static_files() {
+        let root = Docroot::create().unwrap();
+        for w in [Workload::Static1k, Workload::Static1m] {
+            let meta = fs::metadata(root.path().join(&w.path()[1..])).unwrap();
+            assert_eq!(meta.len() as usize, w.body_len(), "{w}");
+        }
+        let mode = fs::metadata(root.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
+    }
+
+    #[test]
+    fn names_round_trip_through_clap() {
+        use clap::ValueEnum;
+        for w in Workload::ALL {
+            assert_eq!(Workload::from_str(w.name(), false), Ok(w));
+        }
+    }
+}
