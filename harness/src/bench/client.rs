@@ -416,7 +416,7 @@ pub fn parse_wrk(text: &str) -> Result<Measured, String> {
 }
 
 /// wrk's time values (`631.00us`, `5.00ms`, `1.20s`, `2.00m`, `1.00h`) in µs.
-fn wrk_time_us(s: &str) -> Option<f64> {
+pub fn wrk_time_us(s: &str) -> Option<f64> {
     let s = s.trim();
     let (num, mult) = if let Some(n) = s.strip_suffix("us") {
         (n, 1.0)

@@ -364,24 +364,10 @@ pub fn decode_histogram(b64: &str) -> Result<hdrhistogram::Histogram<u64>, Strin
 // wrk report parsing
 // ---------------------------------------------------------------------------
 
-/// Parse a wrk time value (`631.00us`, `5.00ms`, `1.20s`, `2.00m`) into µs.
-pub fn parse_wrk_time_us(s: &str) -> Option<f64> {
-    let s = s.trim();
-    let (num, mult) = if let Some(n) = s.strip_suffix("us") {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix("ms") {
-        (n, 1e3)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1e6)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60e6)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3600e6)
-    } else {
-        return None;
-    };
-    num.parse::<f64>().ok().map(|v| v * mult)
-}
+/// Parse a wrk time value (`631.00us`, `5.00ms`, `1.20s`, `2.00m`) into µs:
+/// the bench runner's parser, which reads wrk's report the same way.
+#[allow(unused_imports)] // not every test binary that includes this module reads wrk output
+pub use harness::bench::client::wrk_time_us as parse_wrk_time_us;
 
 /// Parse a wrk count (`80.00k`, `1.50M`, `12.00`).
 pub fn parse_wrk_count(s: &str) -> Option<f64> {
