@@ -56,7 +56,8 @@ pub struct Options {
     pub backlog: i32,
 }
 
-/// Parse `5s`, `500ms`, `2m`, `1h` or a plain number of seconds.
+/// Parse `5s`, `500ms`, `250us`, `2m`, `1h` or a plain number of seconds
+/// (shared by the servers, loadgen and the bench runner).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
@@ -72,9 +73,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "us" => n / 1e6,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration unit in {s:?}: use ms, s, m or h")),
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?}: use us, ms, s, m or h"
+            ))
+        }
     };
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("duration {s:?} is out of range"))
 }
 
 /// Everything a variant needs once started: the app, the shutdown signal,
@@ -165,5 +170,6 @@ mod tests {
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("s").is_err());
+        assert!(parse_duration("99999999999999999999999h").is_err());
     }
 }

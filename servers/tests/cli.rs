@@ -48,7 +48,7 @@ fn bad_flags_fail_with_a_message_naming_the_fix() {
             "{v}: {text}"
         );
         let (ok, text) = run(v, &["--port", "0", "--keepalive-timeout", "5 parsecs"]);
-        assert!(!ok && text.contains("use ms, s, m or h"), "{v}: {text}");
+        assert!(!ok && text.contains("use us, ms, s, m or h"), "{v}: {text}");
         let (ok, text) = run(v, &["--port", "0", "--root", "/nonexistent/docroot"]);
         assert!(
             !ok && text.contains("pass an existing directory"),

@@ -9,11 +9,13 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use servers::sys::affinity;
+
 /// Make `cmd`'s child run on `cpus` only (sched_setaffinity before exec, so
 /// every thread and child process it ever starts inherits the mask), lead
 /// its own process group, and get SIGKILL if the runner dies first.
 pub fn confine(cmd: &mut Command, cpus: &[usize]) -> io::Result<()> {
-    let set = cpu_set(cpus)?;
+    let set = affinity::cpu_set(cpus)?;
     // The child's parent: checked in the child after PR_SET_PDEATHSIG.
     // SAFETY: getpid has no preconditions.
     let me = unsafe { libc::getpid() };
@@ -33,45 +35,14 @@ pub fn confine(cmd: &mut Command, cpus: &[usize]) -> io::Result<()> {
             if libc::getppid() != me {
                 libc::_exit(1);
             }
-            if libc::sched_setaffinity(0, mem::size_of::<libc::cpu_set_t>(), &set) == -1 {
-                return Err(io::Error::last_os_error());
-            }
+            affinity::set_affinity(&set)?;
             Ok(())
         });
     }
     Ok(())
 }
 
-fn cpu_set(cpus: &[usize]) -> io::Result<libc::cpu_set_t> {
-    // SAFETY: cpu_set_t is a plain bitmask; all-zero is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { mem::zeroed() };
-    for &cpu in cpus {
-        if cpu >= libc::CPU_SETSIZE as usize {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("CPU {cpu} is beyond CPU_SETSIZE"),
-            ));
-        }
-        // SAFETY: `cpu` is checked to be within the set's capacity.
-        unsafe { libc::CPU_SET(cpu, &mut set) };
-    }
-    Ok(set)
-}
-
-/// The CPUs this process may run on (its affinity mask), ascending.
-pub fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: all-zero is a valid (empty) cpu_set_t.
-    let mut set: libc::cpu_set_t = unsafe { mem::zeroed() };
-    // SAFETY: `set` is valid writable storage of the size passed.
-    let rc = unsafe { libc::sched_getaffinity(0, mem::size_of::<libc::cpu_set_t>(), &mut set) };
-    if rc == -1 {
-        return (0..servers::sys::affinity::online_cpus()).collect();
-    }
-    (0..libc::CPU_SETSIZE as usize)
-        // SAFETY: `i` is below the set's capacity.
-        .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
-        .collect()
-}
+pub use affinity::allowed_cpus;
 
 /// Send `sig` to the process group `pgid` (a child started with [`confine`]
 /// leads its own group, whose id is its pid).

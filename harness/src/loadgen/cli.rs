@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Parser};
+use servers::config::parse_duration;
 
 use super::url::{self, Target};
 
@@ -258,25 +259,6 @@ pub fn parse_count(s: &str) -> Result<u64, String> {
         return Err(err());
     }
     Ok(v as u64)
-}
-
-/// A duration: `10s`, `2m`, `1h`, `500ms`, `250us`, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let err = || format!("'{s}' is not a duration: use e.g. 10s, 2m, 1h, 500ms or 30");
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let x: f64 = num.parse().map_err(|_| err())?;
-    let secs = match unit {
-        "" | "s" => x,
-        "ms" => x / 1e3,
-        "us" => x / 1e6,
-        "m" => x * 60.0,
-        "h" => x * 3600.0,
-        _ => return Err(err()),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| err())
 }
 
 #[cfg(test)]

@@ -6,6 +6,13 @@ use std::mem;
 
 /// Pin the calling thread (and threads it spawns later) to `cpus`.
 pub fn pin_current_thread(cpus: &[usize]) -> io::Result<()> {
+    set_affinity(&cpu_set(cpus)?)
+}
+
+/// The kernel's bitmask for `cpus`. Built apart from [`set_affinity`] so a
+/// caller can prepare it before `fork` and apply it in the child, where
+/// nothing may allocate.
+pub fn cpu_set(cpus: &[usize]) -> io::Result<libc::cpu_set_t> {
     // SAFETY: cpu_set_t is a plain bitmask; all-zero is the empty set.
     let mut set: libc::cpu_set_t = unsafe { mem::zeroed() };
     for &cpu in cpus {
@@ -18,12 +25,34 @@ pub fn pin_current_thread(cpus: &[usize]) -> io::Result<()> {
         // SAFETY: `cpu` is checked to be within the set's capacity.
         unsafe { libc::CPU_SET(cpu, &mut set) };
     }
-    syscall!(sched_setaffinity(
+    Ok(set)
+}
+
+/// Apply a CPU mask to the calling thread: one syscall, no allocation on
+/// success, so it is safe between `fork` and `exec`.
+pub fn set_affinity(set: &libc::cpu_set_t) -> io::Result<()> {
+    syscall!(sched_setaffinity(0, mem::size_of::<libc::cpu_set_t>(), set))?;
+    Ok(())
+}
+
+/// The CPUs this process may run on (its affinity mask), ascending; all
+/// online CPUs if the mask cannot be read.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: all-zero is a valid (empty) cpu_set_t.
+    let mut set: libc::cpu_set_t = unsafe { mem::zeroed() };
+    if syscall!(sched_getaffinity(
         0,
         mem::size_of::<libc::cpu_set_t>(),
-        &set
-    ))?;
-    Ok(())
+        &mut set
+    ))
+    .is_err()
+    {
+        return (0..online_cpus()).collect();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `i` is below the set's capacity.
+        .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
+        .collect()
 }
 
 /// CPUs online on this machine (whatever this process's affinity).
