@@ -7,6 +7,7 @@
 //! that often and the loop checks both deadlines.
 
 use std::io;
+use std::net::SocketAddrV4;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
@@ -26,11 +27,14 @@ pub struct Policy {
     pub header_timeout: Duration,
     /// Requests per connection (0 = no cap; 1 = one request, then close).
     pub max_requests: u64,
+    /// After shutdown starts, a connection still busy this long is dropped.
+    pub shutdown_timeout: Duration,
 }
 
 /// Serve `fd` until the client leaves, a limit is reached, or shutdown.
 pub fn serve(
     fd: OwnedFd,
+    peer: SocketAddrV4,
     parser: Parser,
     app: &App,
     shard: &Shard,
@@ -46,7 +50,8 @@ pub fn serve(
     }
     let keepalive_ms = policy.keepalive_timeout.as_millis() as u64;
     let header_ms = policy.header_timeout.as_millis() as u64;
-    let mut conn = Conn::new(fd, false, parser, monotonic_ms_coarse());
+    let drain_ms = policy.shutdown_timeout.as_millis() as u64;
+    let mut conn = Conn::new(fd, peer, false, parser, monotonic_ms_coarse());
     loop {
         let now = monotonic_ms_coarse();
         let ctx = Ctx {
@@ -54,8 +59,11 @@ pub fn serve(
             shard,
             max_requests: policy.max_requests,
             draining: shutdown.requested(),
+            offload: None,
         };
-        if ctx.draining && conn.on_drain() == Some(Next::Close) {
+        if ctx.draining
+            && (conn.on_drain() == Some(Next::Close) || shutdown.elapsed_ms() >= drain_ms)
+        {
             return;
         }
         let next = match conn.on_readable(&ctx, now) {

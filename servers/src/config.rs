@@ -54,6 +54,30 @@ pub struct Options {
     /// listen(2) backlog.
     #[arg(long, default_value_t = 4096)]
     pub backlog: i32,
+    /// Directory of CGI scripts served at /cgi-bin/NAME (nothing outside it runs).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/cgi-bin"))]
+    pub cgi_dir: PathBuf,
+    /// A CGI script still running after this is killed and answered 504.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub cgi_timeout: Duration,
+    /// Where POST /upload stores bodies (created if missing). Without it,
+    /// uploads are answered 503 with a message naming this flag.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Append a combined-format access log to this file (written by a
+    /// background thread; off by default).
+    #[arg(long)]
+    pub access_log: Option<PathBuf>,
+    /// Rotate the access log when it would grow past this many bytes (0 = never).
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    pub access_log_max_bytes: u64,
+    /// Rotated access logs kept (FILE.1 .. FILE.N).
+    #[arg(long, default_value_t = 5)]
+    pub access_log_keep: usize,
+    /// On SIGINT/SIGTERM, wait this long for in-flight requests (including
+    /// /sleep and CGI) before dropping what is left; the exit code is 0 either way.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
 }
 
 /// Parse `5s`, `500ms`, `250us`, `2m`, `1h` or a plain number of seconds
@@ -138,6 +162,26 @@ impl Server {
     /// Another listener on the same port (SO_REUSEPORT), for one-listener-per-loop models.
     pub fn another_listener(&self) -> anyhow::Result<OwnedFd> {
         bind(&self.opts, self.local.port(), true)
+    }
+
+    /// Connection policy for the blocking models.
+    pub fn blocking_policy(&self, max_requests: u64) -> crate::blocking::Policy {
+        crate::blocking::Policy {
+            keepalive_timeout: self.opts.keepalive_timeout,
+            header_timeout: self.opts.header_timeout,
+            max_requests,
+            shutdown_timeout: self.opts.shutdown_timeout,
+        }
+    }
+
+    /// Connection policy for the epoll loops.
+    pub fn loop_policy(&self) -> crate::event_loop::Policy {
+        crate::event_loop::Policy {
+            keepalive_timeout: self.opts.keepalive_timeout,
+            header_timeout: self.opts.header_timeout,
+            max_requests: self.opts.keepalive_requests,
+            shutdown_timeout: self.opts.shutdown_timeout,
+        }
     }
 
     /// A parser with the configured limits.

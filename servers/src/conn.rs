@@ -7,9 +7,10 @@
 //! until data comes) so the calling thread can re-check timeouts and shutdown.
 
 use std::io;
+use std::net::SocketAddrV4;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use crate::http::app::{respond_error, App};
+use crate::http::app::{respond_error, respond_overloaded, App, Finished, Job, Meta, Reply};
 use crate::http::parser::{Parser, Status};
 use crate::http::response::Outbox;
 use crate::http::stats::Shard;
@@ -41,6 +42,13 @@ pub enum Next {
     Linger,
 }
 
+/// Where deferred (blocking) work goes when the connection's own thread
+/// must not block. `token` comes back with the finished response.
+pub trait Offload {
+    /// Queue `job`, or give it back when the queue is full.
+    fn submit(&self, job: Job, token: u64) -> Result<(), Job>;
+}
+
 /// What the caller knows that the connection does not.
 pub struct Ctx<'a> {
     pub app: &'a App,
@@ -49,10 +57,20 @@ pub struct Ctx<'a> {
     pub max_requests: u64,
     /// Shutdown in progress: answer what has arrived, then close.
     pub draining: bool,
+    /// A worker pool for blocking handlers; `None` runs them inline.
+    pub offload: Option<&'a dyn Offload>,
 }
 
 pub struct Conn {
     fd: OwnedFd,
+    peer: SocketAddrV4,
+    /// Names this connection to the offload pool (set by the event loop).
+    pub token: u64,
+    /// A deferred response is being produced elsewhere: nothing after it
+    /// may be parsed or answered until it is back (responses stay in order).
+    waiting: bool,
+    /// When the deferred request started (monotonic ns), for /stats.
+    job_started_ns: u64,
     nonblocking: bool,
     parser: Parser,
     buf: Vec<u8>,
@@ -79,10 +97,20 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(fd: OwnedFd, nonblocking: bool, parser: Parser, now_ms: u64) -> Conn {
+    pub fn new(
+        fd: OwnedFd,
+        peer: SocketAddrV4,
+        nonblocking: bool,
+        parser: Parser,
+        now_ms: u64,
+    ) -> Conn {
         let l = parser.limits();
         Conn {
             fd,
+            peer,
+            token: 0,
+            waiting: false,
+            job_started_ns: 0,
             nonblocking,
             max_buf: l.max_request_line + l.max_header_bytes + l.max_body_bytes + 4096,
             parser,
@@ -115,6 +143,26 @@ impl Conn {
         !self.out.is_empty()
     }
 
+    /// A deferred response is being produced on another thread; timeouts
+    /// do not apply (the handler bounds its own time) and the connection
+    /// must stay until the response comes back.
+    pub fn is_waiting(&self) -> bool {
+        self.waiting
+    }
+
+    /// The deferred response came back: queue it, answer what was
+    /// pipelined behind it, and write.
+    pub fn on_job_done(&mut self, ctx: &Ctx<'_>, done: Finished, now_ms: u64) -> Next {
+        self.waiting = false;
+        self.out.bytes().extend_from_slice(&done.bytes);
+        ctx.shard.request_done(
+            done.status,
+            sys::time::monotonic_ns().saturating_sub(self.job_started_ns),
+        );
+        self.process(ctx, now_ms);
+        self.on_writable(ctx, now_ms)
+    }
+
     /// Read what the client sent, answer every complete request, and write.
     ///
     /// `Err(Interrupted)` is returned only for a blocking socket whose read
@@ -141,7 +189,7 @@ impl Conn {
             if self.closing {
                 return Ok(());
             }
-            if self.paused {
+            if self.paused || self.waiting {
                 self.read_pending = self.nonblocking;
                 return Ok(());
             }
@@ -215,7 +263,7 @@ impl Conn {
     /// Shutdown: stop taking new requests on this connection. Returns
     /// `Close` if nothing is in flight.
     pub fn on_drain(&mut self) -> Option<Next> {
-        if self.out.is_empty() && self.filled == 0 {
+        if self.out.is_empty() && self.filled == 0 && !self.waiting {
             Some(Next::Close)
         } else {
             None
@@ -250,7 +298,7 @@ impl Conn {
     /// Parse and answer every complete request in the buffer.
     fn process(&mut self, ctx: &Ctx<'_>, now_ms: u64) {
         let mut start = 0;
-        while !self.closing && self.out.queued_bytes() < OUT_HIGH_WATER {
+        while !self.closing && !self.waiting && self.out.queued_bytes() < OUT_HIGH_WATER {
             match self.parser.parse(&self.buf[start..self.filled]) {
                 Ok(Status::Complete(req)) => {
                     let t0 = sys::time::monotonic_ns();
@@ -259,10 +307,18 @@ impl Conn {
                         && !ctx.draining
                         && !self.eof
                         && (ctx.max_requests == 0 || self.served < ctx.max_requests);
-                    let status = ctx.app.respond(&req, keep, &mut self.out);
-                    ctx.shard
-                        .request_done(status, sys::time::monotonic_ns().saturating_sub(t0));
+                    let meta = Meta {
+                        keep_alive: keep,
+                        peer: self.peer,
+                    };
+                    let reply = ctx.app.respond(&req, &meta, &mut self.out);
                     start += req.len;
+                    match reply {
+                        Reply::Done(status) => ctx
+                            .shard
+                            .request_done(status, sys::time::monotonic_ns().saturating_sub(t0)),
+                        Reply::Deferred(job) => self.defer(ctx, job, t0),
+                    }
                     self.request_started_ms = now_ms;
                     if !keep {
                         self.closing = true;
@@ -276,10 +332,35 @@ impl Conn {
                 }
             }
         }
-        self.paused = !self.closing && self.out.queued_bytes() >= OUT_HIGH_WATER;
+        self.paused = !self.closing && !self.waiting && self.out.queued_bytes() >= OUT_HIGH_WATER;
         if start > 0 {
             self.buf.copy_within(start..self.filled, 0);
             self.filled -= start;
+        }
+    }
+
+    /// Run blocking work inline, or hand it to the pool and wait for it.
+    fn defer(&mut self, ctx: &Ctx<'_>, job: Job, t0: u64) {
+        let Some(pool) = ctx.offload else {
+            let done = job.run();
+            self.out.bytes().extend_from_slice(&done.bytes);
+            ctx.shard
+                .request_done(done.status, sys::time::monotonic_ns().saturating_sub(t0));
+            return;
+        };
+        match pool.submit(job, self.token) {
+            Ok(()) => {
+                self.waiting = true;
+                self.job_started_ns = t0;
+            }
+            Err(_) => {
+                // Shed: the pool is saturated. The request is answered 503
+                // with Retry-After and the connection closes after it.
+                let status = respond_overloaded(&mut self.out);
+                ctx.shard.shed();
+                ctx.shard.request_done(status, 0);
+                self.closing = true;
+            }
         }
     }
 
@@ -306,6 +387,11 @@ impl Conn {
                     }
                 }
                 Err(_) => return Next::Close,
+            }
+            if self.waiting {
+                // Everything before the deferred response is written; the
+                // rest waits for it.
+                return Next::Read;
             }
             if self.closing {
                 return if self.errored && !self.eof {

@@ -13,4 +13,5 @@ pub mod config;
 pub mod conn;
 pub mod event_loop;
 pub mod http;
+pub mod offload;
 pub mod sys;

@@ -13,7 +13,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 
 use clap::Parser;
-use servers::blocking::{self, Policy};
+use servers::blocking;
 use servers::config::{Options, Server};
 use servers::sys;
 
@@ -36,17 +36,14 @@ fn main() -> anyhow::Result<()> {
     let (server, listener) = Server::start("blocking", cli.opts, 1, 1, false)?;
     let _parked = server.shutdown.register_blocking_thread();
     let shard = server.app.stats().shard(0);
-    let policy = Policy {
-        keepalive_timeout: server.opts.keepalive_timeout,
-        header_timeout: server.opts.header_timeout,
-        max_requests: 1,
-    };
+    let policy = server.blocking_policy(1);
     while !server.shutdown.requested() {
         match sys::socket::accept(listener.as_raw_fd(), false) {
-            Ok((fd, _peer)) => {
+            Ok((fd, peer)) => {
                 shard.conn_opened();
                 blocking::serve(
                     fd,
+                    peer,
                     server.parser(),
                     &server.app,
                     shard,

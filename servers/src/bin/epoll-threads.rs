@@ -11,12 +11,19 @@
 //! Connection policy: as `epoll`, per loop — keep-alive up to
 //! `--keepalive-requests`, idle close after `--keepalive-timeout`, 408 after
 //! `--header-timeout`, connections bounded only by the open-file limit.
+//!
+//! Blocking handlers (`/sleep`, CGI, upload fsyncs) never run on a loop:
+//! they go to a shared pool of `--workers` threads through a bounded queue
+//! (`--work-queue`); the finished response comes back to its loop through an
+//! eventfd. A full queue answers 503 with `Retry-After` (counted as `shed`
+//! in /stats) rather than stalling a loop.
 
 use std::os::fd::OwnedFd;
 
 use clap::Parser;
 use servers::config::{Options, Server};
-use servers::event_loop::{self, Policy};
+use servers::event_loop;
+use servers::offload::Pool;
 use servers::sys;
 
 #[derive(Parser)]
@@ -28,10 +35,19 @@ use servers::sys;
 struct Cli {
     #[command(flatten)]
     opts: Options,
+    /// Threads running blocking handlers (/sleep, CGI, uploads) off the loops.
+    #[arg(long, default_value_t = 16)]
+    workers: usize,
+    /// Blocking jobs waiting for a worker before new ones are shed with 503.
+    #[arg(long, default_value_t = 1024)]
+    work_queue: usize,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if cli.workers == 0 || cli.work_queue == 0 {
+        anyhow::bail!("--workers and --work-queue must be at least 1");
+    }
     let cpus = cli.opts.cpus.clone().map(|c| c.0);
     let threads = cli
         .opts
@@ -46,18 +62,19 @@ fn main() -> anyhow::Result<()> {
     for _ in 1..threads {
         listeners.push(server.another_listener()?);
     }
-    let policy = Policy {
-        keepalive_timeout: server.opts.keepalive_timeout,
-        header_timeout: server.opts.header_timeout,
-        max_requests: server.opts.keepalive_requests,
-    };
+    let policy = server.loop_policy();
+    let pool = Pool::start(cli.workers, cli.work_queue)?;
+    let handles = (0..threads)
+        .map(|_| pool.handle())
+        .collect::<std::io::Result<Vec<_>>>()?;
     let server = &server;
     let policy = &policy;
-    std::thread::scope(|s| -> anyhow::Result<()> {
+    let result = std::thread::scope(|s| -> anyhow::Result<()> {
         let handles: Vec<_> = listeners
             .into_iter()
+            .zip(handles)
             .enumerate()
-            .map(|(i, listener)| {
+            .map(|(i, (listener, offload))| {
                 let cpus = cpus.clone();
                 std::thread::Builder::new()
                     .name(format!("loop-{i}"))
@@ -73,6 +90,7 @@ fn main() -> anyhow::Result<()> {
                             shard,
                             policy,
                             server.shutdown,
+                            Some(&offload),
                         )?;
                         Ok(())
                     })
@@ -83,5 +101,14 @@ fn main() -> anyhow::Result<()> {
                 .map_err(|_| anyhow::anyhow!("event loop thread panicked"))??;
         }
         Ok(())
-    })
+    });
+    // Loops exit once their jobs are back, or at the shutdown timeout; a
+    // worker still inside a handler then is not waited for.
+    let left = pool.close(std::time::Duration::from_millis(100));
+    if left > 0 {
+        eprintln!(
+            "shutdown timeout: {left} blocking handler(s) still running; exiting without them"
+        );
+    }
+    result
 }

@@ -10,7 +10,7 @@
 
 use clap::Parser;
 use servers::config::{Options, Server};
-use servers::event_loop::{self, Policy};
+use servers::event_loop;
 
 #[derive(Parser)]
 #[command(
@@ -29,11 +29,7 @@ fn main() -> anyhow::Result<()> {
         eprintln!("epoll: single-threaded by design; ignoring --threads (use epoll-threads)");
     }
     let (server, listener) = Server::start("epoll", cli.opts, 1, 1, false)?;
-    let policy = Policy {
-        keepalive_timeout: server.opts.keepalive_timeout,
-        header_timeout: server.opts.header_timeout,
-        max_requests: server.opts.keepalive_requests,
-    };
+    let policy = server.loop_policy();
     let app = &server.app;
     event_loop::run(
         listener,
@@ -42,6 +38,7 @@ fn main() -> anyhow::Result<()> {
         app.stats().shard(0),
         &policy,
         server.shutdown,
+        None,
     )?;
     Ok(())
 }

@@ -13,11 +13,12 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::net::SocketAddrV4;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex};
 
 use clap::Parser;
-use servers::blocking::{self, Policy};
+use servers::blocking;
 use servers::config::{Options, Server};
 use servers::http::app::respond_overloaded;
 use servers::http::response::Outbox;
@@ -45,18 +46,18 @@ struct Queue {
 }
 
 struct QueueState {
-    conns: VecDeque<OwnedFd>,
+    conns: VecDeque<(OwnedFd, SocketAddrV4)>,
     closed: bool,
 }
 
 impl Queue {
     /// Enqueue, or give the connection back if the queue is full.
-    fn push(&self, fd: OwnedFd) -> Result<(), OwnedFd> {
+    fn push(&self, fd: OwnedFd, peer: SocketAddrV4) -> Result<(), OwnedFd> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if st.conns.len() >= self.capacity {
             return Err(fd);
         }
-        st.conns.push_back(fd);
+        st.conns.push_back((fd, peer));
         drop(st);
         self.ready.notify_one();
         Ok(())
@@ -64,7 +65,7 @@ impl Queue {
 
     /// Next connection; `None` once closed and empty (queued connections
     /// are still served during shutdown: their requests are in flight).
-    fn pop(&self) -> Option<OwnedFd> {
+    fn pop(&self) -> Option<(OwnedFd, SocketAddrV4)> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(fd) = st.conns.pop_front() {
@@ -105,11 +106,7 @@ fn main() -> anyhow::Result<()> {
         ready: Condvar::new(),
         capacity: cli.queue,
     });
-    let policy = Arc::new(Policy {
-        keepalive_timeout: server.opts.keepalive_timeout,
-        header_timeout: server.opts.header_timeout,
-        max_requests: server.opts.keepalive_requests,
-    });
+    let policy = Arc::new(server.blocking_policy(server.opts.keepalive_requests));
 
     let workers: Vec<_> = (0..threads)
         .map(|i| {
@@ -119,9 +116,10 @@ fn main() -> anyhow::Result<()> {
                 .spawn(move || {
                     let _parked = server.shutdown.register_blocking_thread();
                     let shard = server.app.stats().shard(i + 1);
-                    while let Some(fd) = queue.pop() {
+                    while let Some((fd, peer)) = queue.pop() {
                         blocking::serve(
                             fd,
+                            peer,
                             server.parser(),
                             &server.app,
                             shard,
@@ -139,9 +137,9 @@ fn main() -> anyhow::Result<()> {
         let shard = server.app.stats().shard(0);
         while !server.shutdown.requested() {
             match sys::socket::accept(listener.as_raw_fd(), false) {
-                Ok((fd, _peer)) => {
+                Ok((fd, peer)) => {
                     shard.conn_opened();
-                    if let Err(fd) = queue.push(fd) {
+                    if let Err(fd) = queue.push(fd, peer) {
                         shed(fd, shard);
                         shard.conn_closed();
                     }
@@ -158,8 +156,15 @@ fn main() -> anyhow::Result<()> {
     // are refused by the kernel instead of waiting in a backlog no one reads.
     drop(listener);
     queue.close();
-    for w in workers {
-        let _ = w.join();
+    // Workers finish their connections (each bounded by the same deadline);
+    // past it, the process exits and takes any straggler with it.
+    let deadline = std::time::Instant::now() + server.opts.shutdown_timeout;
+    while workers.iter().any(|w| !w.is_finished()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let busy = workers.iter().filter(|w| !w.is_finished()).count();
+    if busy > 0 {
+        eprintln!("shutdown timeout: {busy} worker(s) still busy; exiting without them");
     }
     Ok(())
 }
@@ -168,6 +173,7 @@ fn main() -> anyhow::Result<()> {
 fn shed(fd: OwnedFd, shard: &servers::http::stats::Shard) {
     let mut out = Outbox::new();
     let status = respond_overloaded(&mut out);
+    shard.shed();
     shard.request_done(status, 0);
     // A fresh socket's send buffer is empty, so this does not block.
     if let Ok(f) = out.flush(fd.as_raw_fd()) {

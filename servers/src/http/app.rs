@@ -2,12 +2,20 @@
 //!
 //! Every variant calls the same [`App::respond`], so the bytes on the wire are
 //! identical across concurrency models (apart from the Date header).
+//!
+//! Most responses are produced on the spot. Handlers that must block (a
+//! sleep, a CGI script, an fsync) are returned as a [`Job`] instead: the
+//! variant decides where it runs — inline on the connection's thread for the
+//! blocking models and for `epoll` (whose loop then stalls, the model's
+//! honest limit), on a worker pool for `epoll-threads`.
 
 use std::fs::File;
 use std::io;
+use std::net::SocketAddrV4;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::date;
 use super::files::{self, Range, Resolved};
@@ -18,6 +26,91 @@ use super::stats::Stats;
 const PLAINTEXT: &[u8] = b"Hello, World!";
 const JSON: &[u8] = br#"{"message":"Hello, World!"}"#;
 const ALLOW_GET_HEAD: &[u8] = b"Allow: GET, HEAD";
+/// The longest `/sleep` honoured; longer requests sleep this long.
+pub const MAX_SLEEP: Duration = Duration::from_secs(10);
+
+/// What the application did with a request.
+pub enum Reply {
+    /// The response (with this status) is queued in the outbox.
+    Done(u16),
+    /// The response needs blocking work: run the job on a thread that may
+    /// block, then queue its bytes where this response belongs.
+    Deferred(Job),
+}
+
+/// Blocking work producing one complete response. It owns everything it
+/// needs (nothing borrowed from the request buffer), so it can move to
+/// another thread.
+pub struct Job(Box<dyn FnOnce() -> Finished + Send>);
+
+impl Job {
+    pub fn new(work: impl FnOnce() -> Finished + Send + 'static) -> Job {
+        Job(Box::new(work))
+    }
+
+    pub fn run(self) -> Finished {
+        (self.0)()
+    }
+}
+
+/// A response produced by a [`Job`]: the whole message, head and body.
+pub struct Finished {
+    pub status: u16,
+    pub bytes: Vec<u8>,
+    /// Body length, for the access log.
+    pub body_bytes: u64,
+}
+
+impl Finished {
+    /// A plain-text response built off the connection's thread.
+    pub fn text(
+        status: u16,
+        body: &[u8],
+        conn: ConnHeader,
+        extra: &[&[u8]],
+        head_only: bool,
+    ) -> Self {
+        let mut bytes = Vec::with_capacity(160 + body.len());
+        write_head(
+            &mut bytes,
+            status,
+            Some("text/plain"),
+            Some(body.len() as u64),
+            conn,
+            extra,
+        );
+        if !head_only {
+            bytes.extend_from_slice(body);
+        }
+        Finished {
+            status,
+            bytes,
+            body_bytes: if head_only { 0 } else { body.len() as u64 },
+        }
+    }
+
+    /// An error that closes the connection (used when a job itself fails).
+    pub fn error(status: u16, detail: &str) -> Self {
+        let mut out = Outbox::new();
+        respond_error(&mut out, status, detail);
+        let bytes = std::mem::take(out.bytes());
+        Finished {
+            status,
+            body_bytes: 0,
+            bytes,
+        }
+    }
+}
+
+/// What the connection knows about a request beyond its bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Meta {
+    /// Whether the connection stays open afterwards (the caller folds in
+    /// the client's wish, request caps and shutdown).
+    pub keep_alive: bool,
+    /// The client's address.
+    pub peer: SocketAddrV4,
+}
 
 pub struct App {
     root: File,
@@ -42,14 +135,13 @@ impl App {
         &self.stats
     }
 
-    /// Append the response to `req` to `out` and return its status.
-    /// `keep_alive` says whether the connection stays open afterwards (the
-    /// caller folds in the client's wish, request caps and shutdown).
-    pub fn respond(&self, req: &Request<'_>, keep_alive: bool, out: &mut Outbox) -> u16 {
-        let conn = conn_header(req.version, keep_alive);
+    /// Answer `req`: queue the response in `out`, or hand back the blocking
+    /// work that will produce it.
+    pub fn respond(&self, req: &Request<'_>, meta: &Meta, out: &mut Outbox) -> Reply {
+        let conn = conn_header(req.version, meta.keep_alive);
         let head_only = req.method == Method::Head;
         if !matches!(req.method, Method::Get | Method::Head) {
-            return simple(
+            return Reply::Done(simple(
                 out,
                 405,
                 "text/plain",
@@ -57,9 +149,9 @@ impl App {
                 conn,
                 &[ALLOW_GET_HEAD],
                 false,
-            );
+            ));
         }
-        match req.path {
+        let status = match req.path {
             "/plaintext" => simple(out, 200, "text/plain", PLAINTEXT, conn, &[], head_only),
             "/json" => simple(out, 200, "application/json", JSON, conn, &[], head_only),
             "/health" => simple(out, 200, "text/plain", b"OK", conn, &[], head_only),
@@ -75,8 +167,10 @@ impl App {
                     head_only,
                 )
             }
+            "/sleep" => return sleep(req, conn, head_only, out),
             path => self.static_file(req, path, conn, head_only, out),
-        }
+        };
+        Reply::Done(status)
     }
 
     fn static_file(
@@ -87,7 +181,11 @@ impl App {
         head_only: bool,
         out: &mut Outbox,
     ) -> u16 {
-        let (file, size, mtime, ctype) = match files::resolve(self.root.as_raw_fd(), path) {
+        let vhost = req
+            .host
+            .and_then(|h| files::vhost_dir(self.root.as_raw_fd(), h));
+        let root = vhost.as_ref().unwrap_or(&self.root);
+        let (file, size, mtime, ctype) = match files::resolve(root.as_raw_fd(), path) {
             Resolved::File {
                 file,
                 size,
@@ -262,6 +360,47 @@ fn simple(
         buf.extend_from_slice(body);
     }
     status
+}
+
+/// `GET /sleep?ms=N`: the blocking-work demo. The sleep itself is a job.
+fn sleep(req: &Request<'_>, conn: ConnHeader, head_only: bool, out: &mut Outbox) -> Reply {
+    let Some(ms) = req
+        .query
+        .and_then(|q| query_param(q, "ms"))
+        .and_then(parse_ms)
+    else {
+        return Reply::Done(simple(
+            out,
+            400,
+            "text/plain",
+            b"400 Bad Request: use /sleep?ms=N with N a whole number of milliseconds\n",
+            conn,
+            &[],
+            head_only,
+        ));
+    };
+    let d = Duration::from_millis(ms).min(MAX_SLEEP);
+    Reply::Deferred(Job::new(move || {
+        std::thread::sleep(d);
+        let body = format!("slept {} ms\n", d.as_millis());
+        Finished::text(200, body.as_bytes(), conn, &[], head_only)
+    }))
+}
+
+/// The first value of `key` in a query string (not percent-decoded).
+pub fn query_param<'q>(query: &'q str, key: &str) -> Option<&'q str> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == key).then_some(v)
+    })
+}
+
+/// Digits only (no sign, no spaces), at most 12 of them.
+fn parse_ms(v: &str) -> Option<u64> {
+    if v.is_empty() || v.len() > 12 || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok()
 }
 
 /// The Connection header a response needs: HTTP/1.1 keeps by default, 1.0

@@ -67,6 +67,39 @@ fn hex(c: u8) -> Option<u8> {
     }
 }
 
+/// The virtual host's document root, `ROOT/<host>/`, when it exists.
+///
+/// The Host value is normalised (port stripped, lower-cased) and must look
+/// like a DNS name or an IPv4 address — letters, digits, `-` and `.`, no
+/// empty label, no leading dot — so no Host header can name `..`, a path
+/// or a hidden entry. The open is confined beneath the root like any file.
+pub fn vhost_dir(root: RawFd, host: &str) -> Option<File> {
+    let name = vhost_name(host)?;
+    let c = CString::new(name).ok()?;
+    let dir = sys::fs::open_beneath(root, &c).ok()?;
+    dir.metadata().ok()?.is_dir().then_some(dir)
+}
+
+/// `Example.COM:8080` → `example.com`; `None` for anything that cannot be a
+/// plain host name (IPv6 literals included: they never name a vhost here).
+pub fn vhost_name(host: &str) -> Option<String> {
+    let name = match host.rsplit_once(':') {
+        Some((n, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => n,
+        Some(_) => return None,
+        None => host,
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .split('.')
+            .all(|label| !label.is_empty() && label.len() <= 63)
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    ok.then(|| name.to_ascii_lowercase())
+}
+
 /// Resolve a request path (still percent-encoded, starting with `/`) to a
 /// file under the directory `root`.
 pub fn resolve(root: RawFd, path: &str) -> Resolved {
@@ -239,6 +272,21 @@ pub fn range(header: Option<&[u8]>, size: u64) -> Range {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vhost_names() {
+        assert_eq!(
+            vhost_name("Example.COM:8080").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(vhost_name("a.example.").as_deref(), Some("a.example"));
+        assert_eq!(vhost_name("127.0.0.1:80").as_deref(), Some("127.0.0.1"));
+        for bad in [
+            "", "..", ".hidden", "a..b", "a/b", "[::1]:80", "x:", "x:8a", "a b", "%2e%2e",
+        ] {
+            assert_eq!(vhost_name(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn decoding() {

@@ -19,6 +19,7 @@ pub struct Shard {
     service_ns: AtomicU64,
     conns_total: AtomicU64,
     conns_active: AtomicU64,
+    shed: AtomicU64,
     status: [AtomicU64; CODES],
 }
 
@@ -30,6 +31,7 @@ impl Shard {
             service_ns: AtomicU64::new(0),
             conns_total: AtomicU64::new(0),
             conns_active: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
             status: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
@@ -55,6 +57,12 @@ impl Shard {
     pub fn conn_closed(&self) {
         self.conns_active.fetch_sub(1, Relaxed);
     }
+
+    /// A client or request was turned away with 503 because a bounded
+    /// queue was full (also counted under its status).
+    pub fn shed(&self) {
+        self.shed.fetch_add(1, Relaxed);
+    }
 }
 
 pub struct Stats {
@@ -72,6 +80,7 @@ pub struct Snapshot {
     pub service_ns: u64,
     pub conns_total: u64,
     pub conns_active: u64,
+    pub shed: u64,
     pub status: Vec<(u16, u64)>,
 }
 
@@ -100,6 +109,7 @@ impl Stats {
             s.service_ns = s.service_ns.wrapping_add(sh.service_ns.load(Relaxed));
             s.conns_total = s.conns_total.wrapping_add(sh.conns_total.load(Relaxed));
             s.conns_active = s.conns_active.wrapping_add(sh.conns_active.load(Relaxed));
+            s.shed = s.shed.wrapping_add(sh.shed.load(Relaxed));
             for (c, v) in codes.iter_mut().zip(sh.status.iter()) {
                 *c += v.load(Relaxed);
             }
@@ -128,7 +138,7 @@ impl Stats {
             concat!(
                 "{{\"variant\":\"{}\",\"threads\":{},\"uptime_seconds\":{:.3},",
                 "\"active_connections\":{},\"total_connections\":{},\"total_requests\":{},",
-                "\"bytes_sent\":{},\"status\":{{{}}},\"mean_service_us\":{:.3}}}"
+                "\"bytes_sent\":{},\"shed\":{},\"status\":{{{}}},\"mean_service_us\":{:.3}}}"
             ),
             self.variant,
             self.threads,
@@ -137,6 +147,7 @@ impl Stats {
             s.conns_total,
             s.requests,
             s.bytes_sent,
+            s.shed,
             status.join(","),
             mean_us
         )

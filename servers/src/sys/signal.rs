@@ -12,12 +12,14 @@
 use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 pub struct Shutdown {
     requested: AtomicBool,
+    /// When shutdown was requested (coarse monotonic ms), for the drain deadline.
+    requested_at_ms: AtomicU64,
     wake: OwnedFd,
     parked: Mutex<Vec<(u64, libc::pthread_t)>>,
 }
@@ -28,6 +30,15 @@ impl Shutdown {
     /// Whether SIGINT/SIGTERM has arrived.
     pub fn requested(&self) -> bool {
         self.requested.load(Ordering::Relaxed)
+    }
+
+    /// Milliseconds since shutdown was requested (0 before).
+    pub fn elapsed_ms(&self) -> u64 {
+        if !self.requested() {
+            return 0;
+        }
+        super::time::monotonic_ms_coarse()
+            .saturating_sub(self.requested_at_ms.load(Ordering::Relaxed))
     }
 
     /// An eventfd that becomes (and stays) readable on shutdown; register it
@@ -49,6 +60,8 @@ impl Shutdown {
 
     /// Request shutdown from inside the process (tests, fatal errors).
     pub fn trigger(&self) {
+        self.requested_at_ms
+            .store(super::time::monotonic_ms_coarse(), Ordering::Relaxed);
         self.requested.store(true, Ordering::SeqCst);
         let _ = super::io::eventfd_signal(self.wake.as_raw_fd());
     }
@@ -106,6 +119,7 @@ pub fn install() -> io::Result<&'static Shutdown> {
 
     let shutdown = SHUTDOWN.get_or_init(|| Shutdown {
         requested: AtomicBool::new(false),
+        requested_at_ms: AtomicU64::new(0),
         wake: super::io::eventfd().expect("eventfd"),
         parked: Mutex::new(Vec::new()),
     });

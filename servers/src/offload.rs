@@ -1,0 +1,262 @@
+//! The worker pool behind `epoll-threads`: blocking handlers (`/sleep`, CGI,
+//! upload fsyncs) run here so they never stall an event loop.
+//!
+//! A loop hands a [`Job`] to the pool through its [`Handle`] together with a
+//! token naming the connection. A worker runs it, puts the finished response
+//! on that loop's completion list and makes the loop's eventfd readable; the
+//! loop wakes, takes the list, and appends each response to its connection.
+//! The queue is bounded: when it is full the submit fails and the loop
+//! answers 503 (load shedding) instead of letting blocked work pile up.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::conn::Offload;
+use crate::http::app::{Finished, Job};
+use crate::sys;
+
+struct Task {
+    job: Job,
+    token: u64,
+    done: Arc<Completions>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    ready: Condvar,
+    capacity: usize,
+}
+
+struct State {
+    tasks: VecDeque<Task>,
+    closed: bool,
+}
+
+/// Finished jobs waiting for one event loop to pick them up.
+struct Completions {
+    items: Mutex<Vec<(u64, Finished)>>,
+    wake: OwnedFd,
+    /// Submitted and not yet taken by the loop: the loop may not exit on
+    /// shutdown while this is non-zero.
+    in_flight: AtomicUsize,
+}
+
+/// A fixed set of worker threads and their bounded queue.
+pub struct Pool {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+/// One event loop's side of the pool: submit jobs, take finished ones.
+pub struct Handle {
+    shared: Arc<Shared>,
+    done: Arc<Completions>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Pool {
+    /// Start `threads` workers sharing a queue of at most `capacity` jobs.
+    pub fn start(threads: usize, capacity: usize) -> io::Result<Pool> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                tasks: VecDeque::new(),
+                closed: false,
+            }),
+            ready: Condvar::new(),
+            capacity: capacity.max(1),
+        });
+        let workers = (0..threads.max(1))
+            .map(|i| {
+                let shared = shared.clone();
+                std::thread::Builder::new()
+                    .name(format!("blocking-{i}"))
+                    .spawn(move || work(&shared))
+            })
+            .collect::<io::Result<_>>()?;
+        Ok(Pool { shared, workers })
+    }
+
+    /// A handle for one event loop, with its own completion eventfd.
+    pub fn handle(&self) -> io::Result<Handle> {
+        Ok(Handle {
+            shared: self.shared.clone(),
+            done: Arc::new(Completions {
+                items: Mutex::new(Vec::new()),
+                wake: sys::io::eventfd()?,
+                in_flight: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// Let the workers finish what is queued, then stop them; waits at
+    /// most `grace` for a worker still inside a handler and returns how many
+    /// were left running (they end with the process).
+    pub fn close(self, grace: Duration) -> usize {
+        lock(&self.shared.state).closed = true;
+        self.shared.ready.notify_all();
+        let deadline = Instant::now() + grace;
+        while self.workers.iter().any(|w| !w.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.workers.iter().filter(|w| !w.is_finished()).count()
+    }
+}
+
+fn work(shared: &Shared) {
+    loop {
+        let task = {
+            let mut st = lock(&shared.state);
+            loop {
+                if let Some(t) = st.tasks.pop_front() {
+                    break t;
+                }
+                if st.closed {
+                    return;
+                }
+                st = shared.ready.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        let Task { job, token, done } = task;
+        // A handler that panics must still complete its connection, or the
+        // connection would wait forever and shutdown would never finish.
+        let finished = catch_unwind(AssertUnwindSafe(|| job.run()))
+            .unwrap_or_else(|_| Finished::error(500, "the handler failed"));
+        lock(&done.items).push((token, finished));
+        let _ = sys::io::eventfd_signal(done.wake.as_raw_fd());
+    }
+}
+
+impl Handle {
+    /// Readable when finished jobs are waiting (register it in the loop's epoll set).
+    pub fn wake_fd(&self) -> RawFd {
+        self.done.wake.as_raw_fd()
+    }
+
+    /// Move every finished job into `into`, resetting the eventfd first so
+    /// a completion that lands meanwhile raises a new wake-up.
+    pub fn take(&self, into: &mut Vec<(u64, Finished)>) {
+        let mut counter = [0u8; 8];
+        let _ = sys::io::read(self.done.wake.as_raw_fd(), &mut counter);
+        let mut items = lock(&self.done.items);
+        self.done
+            .in_flight
+            .fetch_sub(items.len(), Ordering::Relaxed);
+        into.append(&mut items);
+    }
+
+    /// Jobs submitted through this handle and not yet taken back.
+    pub fn in_flight(&self) -> usize {
+        self.done.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+impl Offload for Handle {
+    fn submit(&self, job: Job, token: u64) -> Result<(), Job> {
+        let mut st = lock(&self.shared.state);
+        if st.tasks.len() >= self.shared.capacity || st.closed {
+            return Err(job);
+        }
+        self.done.in_flight.fetch_add(1, Ordering::Relaxed);
+        st.tasks.push_back(Task {
+            job,
+            token,
+            done: self.done.clone(),
+        });
+        drop(st);
+        self.shared.ready.notify_one();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(n: u16) -> Job {
+        Job::new(move || Finished {
+            status: n,
+            bytes: vec![n as u8],
+            body_bytes: 1,
+        })
+    }
+
+    #[test]
+    fn jobs_come_back_to_their_loop() {
+        let pool = Pool::start(2, 8).unwrap();
+        let (a, b) = (pool.handle().unwrap(), pool.handle().unwrap());
+        a.submit(job(200), 1).ok().unwrap();
+        b.submit(job(201), 2).ok().unwrap();
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while (a.in_flight() > 0 || b.in_flight() > 0) && std::time::Instant::now() < deadline {
+            a.take(&mut got);
+            b.take(&mut got);
+            std::thread::yield_now();
+        }
+        got.sort_by_key(|(t, _)| *t);
+        let seen: Vec<(u64, u16)> = got.iter().map(|(t, f)| (*t, f.status)).collect();
+        assert_eq!(seen, vec![(1, 200), (2, 201)]);
+        pool.close(Duration::from_secs(10));
+    }
+
+    #[test]
+    fn full_queue_refuses() {
+        // No worker can pick anything up while they are all blocked.
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let pool = Pool::start(1, 1).unwrap();
+        let h = pool.handle().unwrap();
+        let g = gate.clone();
+        h.submit(
+            Job::new(move || {
+                let (m, cv) = &*g;
+                let mut open = lock(m);
+                while !*open {
+                    open = cv.wait(open).unwrap();
+                }
+                Finished::error(200, "ok")
+            }),
+            1,
+        )
+        .ok()
+        .unwrap();
+        // The worker may or may not have taken the first job yet: fill the
+        // one queue slot, then one more submit must be refused.
+        let mut refused = false;
+        for t in 2..4 {
+            if h.submit(job(200), t).is_err() {
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused, "a queue of capacity 1 took 3 jobs");
+        *lock(&gate.0) = true;
+        gate.1.notify_all();
+        pool.close(Duration::from_secs(10));
+    }
+
+    #[test]
+    fn panicking_job_still_completes() {
+        let pool = Pool::start(1, 4).unwrap();
+        let h = pool.handle().unwrap();
+        h.submit(Job::new(|| panic!("boom")), 7).ok().unwrap();
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while h.in_flight() > 0 && std::time::Instant::now() < deadline {
+            h.take(&mut got);
+            std::thread::yield_now();
+        }
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, 7);
+        assert_eq!(got[0].1.status, 500);
+        pool.close(Duration::from_secs(10));
+    }
+}
