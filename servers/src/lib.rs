@@ -14,3 +14,4 @@ pub mod conn;
 pub mod event_loop;
 pub mod http;
 pub mod sys;
+pub mod uploads;
