@@ -13,5 +13,6 @@ pub mod config;
 pub mod conn;
 pub mod event_loop;
 pub mod http;
+pub mod session;
 pub mod sys;
 pub mod uploads;

@@ -1,10 +1,12 @@
-//! The upload store, driven through its library API (no server, no sockets).
+//! The upload and session stores, driven through their library APIs (no
+//! server, no sockets).
 
 use std::collections::{BTreeSet, HashSet};
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
+use servers::session::{set_cookie_header, Sessions};
 use servers::sys::random;
 use servers::uploads::{is_disk_full, Lookup, Uploads, TEMP_PREFIX};
 
@@ -252,4 +254,117 @@ fn fsize_limited_child() {
     let err = store.save(&random_bytes(128 * 1024)).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EFBIG), "{err}");
     assert!(listing(Path::new(&dir)).is_empty());
+}
+
+// ---- sessions ----
+
+fn cookie(id: &str) -> Vec<u8> {
+    format!("theme=dark; sid={id}; lang=en").into_bytes()
+}
+
+#[test]
+fn sessions_count_visits() {
+    let s = Sessions::new(16);
+    let first = s.visit(None);
+    assert!(first.is_new);
+    assert_eq!(first.visits, 1);
+    assert!(random::is_token(first.id.as_bytes()));
+    for n in 2..=3 {
+        let v = s.visit(Some(&cookie(&first.id)));
+        assert_eq!(
+            (v.id.as_str(), v.visits, v.is_new),
+            (first.id.as_str(), n, false)
+        );
+    }
+    assert_eq!(
+        s.visit(Some(&cookie(&first.id))).to_json(),
+        format!("{{\"session\":\"{}\",\"visits\":4}}", first.id)
+    );
+    assert_eq!(
+        set_cookie_header(&first.id),
+        format!(
+            "Set-Cookie: sid={}; Path=/; HttpOnly; SameSite=Lax",
+            first.id
+        )
+    );
+}
+
+#[test]
+fn unknown_ids_are_never_adopted() {
+    let s = Sessions::new(16);
+    let chosen = "0123456789abcdef0123456789abcdef";
+    let v = s.visit(Some(&cookie(chosen)));
+    assert!(v.is_new);
+    assert_ne!(v.id, chosen, "session fixation");
+    let again = s.visit(Some(&cookie(chosen)));
+    assert!(again.is_new);
+    assert_ne!(again.id, v.id);
+}
+
+#[test]
+fn hostile_cookies_never_reach_the_output() {
+    let s = Sessions::new(16);
+    let known = s.visit(None).id;
+    let hostile = [
+        format!("sid={known}\r\nSet-Cookie: admin=1"),
+        format!("sid=\"{known}\""),
+        format!("sid={}", known.to_uppercase()),
+        format!("sid={known}0"),
+        format!("sid={}", &known[..31]),
+        format!("sid={known}\0"),
+        "sid=\"><script>alert(1)</script>".to_string(),
+        "sid=../../etc; sid=0123".to_string(),
+        format!("sid=; sid={known}"),
+    ];
+    for h in &hostile {
+        let v = s.visit(Some(h.as_bytes()));
+        assert!(v.is_new, "{h:?}");
+        assert_ne!(v.id, known, "{h:?}");
+        let header = set_cookie_header(&v.id);
+        let body = v.to_json();
+        for out in [&header, &body] {
+            assert!(!out.contains(['\r', '\n', '<', '\0']), "{out:?}");
+            assert!(!out.contains("admin") && !out.contains("../"), "{out:?}");
+        }
+    }
+    // A later well-formed sid does not rescue a malformed first one, and a
+    // well-formed one first still works with junk after it.
+    assert_eq!(
+        s.visit(Some(format!("sid={known}; sid=junk").as_bytes()))
+            .visits,
+        2
+    );
+}
+
+#[test]
+fn session_capacity_is_a_bound() {
+    let s = Sessions::new(100);
+    let first = s.visit(None);
+    let mut last = first.clone();
+    for _ in 0..1_000 {
+        last = s.visit(None);
+        assert!(s.len() <= 100);
+    }
+    assert_eq!(s.len(), 100);
+    assert!(s.visit(Some(&cookie(&first.id))).is_new, "oldest evicted");
+    assert_eq!(s.visit(Some(&cookie(&last.id))).visits, 2, "newest kept");
+}
+
+#[test]
+fn concurrent_visits_to_one_session_sum_exactly() {
+    let s = Sessions::new(1_000);
+    let id = s.visit(None).id;
+    let c = cookie(&id);
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                for _ in 0..2_000 {
+                    // Other clients come and go meanwhile.
+                    s.visit(None);
+                    assert!(!s.visit(Some(&c)).is_new);
+                }
+            });
+        }
+    });
+    assert_eq!(s.visit(Some(&c)).visits, 1 + 8 * 2_000 + 1);
 }
