@@ -1,11 +1,13 @@
-//! The upload and session stores, driven through their library APIs (no
-//! server, no sockets).
+//! The stores behind uploads, sessions and the access log, driven through
+//! their library APIs (no server, no sockets).
 
 use std::collections::{BTreeSet, HashSet};
 use std::io::Read;
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::Arc;
 
+use servers::access_log::{AccessLog, Entry};
 use servers::session::{set_cookie_header, Sessions};
 use servers::sys::random;
 use servers::uploads::{is_disk_full, Lookup, Uploads, TEMP_PREFIX};
@@ -367,4 +369,276 @@ fn concurrent_visits_to_one_session_sum_exactly() {
         }
     });
     assert_eq!(s.visit(Some(&c)).visits, 1 + 8 * 2_000 + 1);
+}
+
+// ---- access log ----
+
+fn entry<'a>(target: &'a str, ua: Option<&'a [u8]>) -> Entry<'a> {
+    Entry {
+        remote: Ipv4Addr::new(192, 168, 1, 20),
+        unix_time: servers::sys::time::unix_seconds_coarse(),
+        method: "GET",
+        target,
+        protocol: "HTTP/1.1",
+        status: 200,
+        body_bytes: 13,
+        referer: None,
+        user_agent: ua,
+    }
+}
+
+/// The fields of one combined-format line, checked without a regex.
+#[derive(Debug)]
+struct Parsed {
+    target: String,
+    status: u16,
+    bytes: Option<u64>,
+    referer: String,
+    user_agent: String,
+}
+
+fn malformed<T>(line: &str) -> T {
+    panic!("malformed line {line:?}")
+}
+
+fn parse_line(line: &str) -> Parsed {
+    let (ip, rest) = line.split_once(" - - [").unwrap_or_else(|| malformed(line));
+    ip.parse::<Ipv4Addr>().unwrap_or_else(|_| malformed(line));
+    let (stamp, rest) = rest.split_once("] \"").unwrap_or_else(|| malformed(line));
+    let b = stamp.as_bytes();
+    assert!(
+        b.len() == 26 && stamp.ends_with(" +0000") && b[2] == b'/' && b[6] == b'/' && b[11] == b':',
+        "{line:?}"
+    );
+    let (request, rest) = rest.split_once("\" ").unwrap_or_else(|| malformed(line));
+    let parts: Vec<&str> = request.split(' ').collect();
+    assert!(
+        parts.len() == 3 && parts[0] == "GET" && parts[2] == "HTTP/1.1",
+        "{line:?}"
+    );
+    let (status, rest) = rest.split_once(' ').unwrap_or_else(|| malformed(line));
+    let (bytes, rest) = rest.split_once(' ').unwrap_or_else(|| malformed(line));
+    let quoted = rest
+        .strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .unwrap_or_else(|| malformed(line));
+    let (referer, user_agent) = quoted
+        .split_once("\" \"")
+        .unwrap_or_else(|| malformed(line));
+    assert!(
+        !referer.contains('"') && !user_agent.contains('"'),
+        "{line:?}"
+    );
+    Parsed {
+        target: parts[1].to_string(),
+        status: status.parse().unwrap_or_else(|_| malformed(line)),
+        bytes: (bytes != "-").then(|| bytes.parse().unwrap_or_else(|_| malformed(line))),
+        referer: referer.to_string(),
+        user_agent: user_agent.to_string(),
+    }
+}
+
+/// Every line in `path`, which must end with a whole line.
+fn lines_of(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "partial last line in {}",
+        path.display()
+    );
+    text.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn access_log_holds_exactly_every_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let log = AccessLog::open(&path, 0, 0).unwrap();
+    const THREADS: usize = 8;
+    const PER: usize = 1_250;
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let log = &log;
+            s.spawn(move || {
+                for i in 0..PER {
+                    log.log(&entry(&format!("/t{t}/{i}"), Some(b"loadgen/0.1")));
+                }
+            });
+        }
+    });
+    log.close().unwrap();
+    let lines = lines_of(&path);
+    assert_eq!(lines.len(), THREADS * PER);
+    let mut seen = HashSet::new();
+    for line in &lines {
+        let p = parse_line(line);
+        assert_eq!((p.status, p.bytes), (200, Some(13)));
+        assert_eq!(
+            (p.referer.as_str(), p.user_agent.as_str()),
+            ("-", "loadgen/0.1")
+        );
+        assert!(seen.insert(p.target), "duplicate {line}");
+    }
+    assert_eq!(log.write_errors(), 0);
+}
+
+/// Lines `/seq/N`, logged in order from one thread.
+fn log_sequence(log: &AccessLog, n: usize) {
+    for i in 0..n {
+        log.log(&entry(&format!("/seq/{i}"), Some(b"t")));
+    }
+}
+
+fn seq_of(line: &str) -> usize {
+    parse_line(line)
+        .target
+        .strip_prefix("/seq/")
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn log_files(dir: &Path) -> BTreeSet<String> {
+    listing(dir)
+        .into_iter()
+        .filter(|n| n.starts_with("access.log"))
+        .collect()
+}
+
+/// Lines from the oldest rotated file to the current one.
+fn lines_oldest_first(dir: &Path, rotated: usize) -> Vec<String> {
+    let mut all = Vec::new();
+    for i in (1..=rotated).rev() {
+        all.extend(lines_of(&dir.join(format!("access.log.{i}"))));
+    }
+    all.extend(lines_of(&dir.join("access.log")));
+    all
+}
+
+#[test]
+fn rotation_splits_only_between_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    const MAX: u64 = 4096;
+    const N: usize = 3_000;
+    let log = AccessLog::open(&path, MAX, 1_000).unwrap();
+    log_sequence(&log, N);
+    log.close().unwrap();
+    let files = log_files(dir.path());
+    let rotated = files.len() - 1;
+    assert!(rotated > 10, "{files:?}");
+    for name in &files {
+        let size = std::fs::metadata(dir.path().join(name)).unwrap().len();
+        assert!(size <= MAX, "{name}: {size}");
+    }
+    let seqs: Vec<usize> = lines_oldest_first(dir.path(), rotated)
+        .iter()
+        .map(|l| seq_of(l))
+        .collect();
+    assert_eq!(seqs, (0..N).collect::<Vec<_>>());
+}
+
+#[test]
+fn rotation_deletes_the_oldest_beyond_keep() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    const MAX: u64 = 2048;
+    const N: usize = 1_000;
+    let log = AccessLog::open(&path, MAX, 2).unwrap();
+    log_sequence(&log, N);
+    log.close().unwrap();
+    let expected: BTreeSet<String> = ["access.log", "access.log.1", "access.log.2"]
+        .map(String::from)
+        .into();
+    assert_eq!(log_files(dir.path()), expected);
+    let seqs: Vec<usize> = lines_oldest_first(dir.path(), 2)
+        .iter()
+        .map(|l| seq_of(l))
+        .collect();
+    // The newest lines survive, in order, up to the last one.
+    let first = seqs[0];
+    assert!(first > 0, "the oldest lines were deleted");
+    assert_eq!(seqs, (first..N).collect::<Vec<_>>());
+    for name in ["access.log.1", "access.log.2"] {
+        let size = std::fs::metadata(dir.path().join(name)).unwrap().len();
+        assert!(
+            size <= MAX && size > MAX - 200,
+            "{name} should be nearly full: {size}"
+        );
+    }
+}
+
+#[test]
+fn rotation_with_keep_zero_keeps_only_the_current_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let log = AccessLog::open(&path, 1024, 0).unwrap();
+    log_sequence(&log, 200);
+    drop(log); // Drop closes and flushes too.
+    assert_eq!(
+        log_files(dir.path()),
+        BTreeSet::from(["access.log".to_string()])
+    );
+    let seqs: Vec<usize> = lines_of(&path).iter().map(|l| seq_of(l)).collect();
+    assert_eq!(*seqs.last().unwrap(), 199);
+    assert_eq!(seqs, (seqs[0]..200).collect::<Vec<_>>());
+    assert!(std::fs::metadata(&path).unwrap().len() <= 1024);
+}
+
+#[test]
+fn hostile_fields_cannot_split_or_forge_a_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let log = AccessLog::open(&path, 0, 0).unwrap();
+    let mut e = entry(
+        "/a\"b\\c\r\n127.0.0.1-[forged]\0",
+        Some(b"ua\" \"x\n\x01\x7f\xff\xc3\xa9"),
+    );
+    e.referer = Some(b"\"-\"");
+    e.body_bytes = 0;
+    e.status = 404;
+    log.log(&e);
+    log.close().unwrap();
+    let lines = lines_of(&path);
+    assert_eq!(lines.len(), 1);
+    let p = parse_line(&lines[0]);
+    assert_eq!(p.target, "/a\\x22b\\x5Cc\\x0D\\x0A127.0.0.1-[forged]\\x00");
+    assert_eq!(p.user_agent, "ua\\x22 \\x22x\\x0A\\x01\\x7F\\xFF\\xC3\\xA9");
+    assert_eq!(p.referer, "\\x22-\\x22");
+    assert_eq!((p.status, p.bytes), (404, None));
+}
+
+#[test]
+fn close_is_idempotent_and_later_lines_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let log = AccessLog::open(&path, 0, 0).unwrap();
+    log_sequence(&log, 3);
+    log.close().unwrap();
+    log.close().unwrap();
+    log.log(&entry("/late", None));
+    assert_eq!(log.dropped(), 1);
+    drop(log);
+    assert_eq!(lines_of(&path).len(), 3);
+}
+
+#[test]
+fn access_log_appends_to_an_existing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    for _ in 0..2 {
+        let log = AccessLog::open(&path, 0, 0).unwrap();
+        log_sequence(&log, 5);
+        log.close().unwrap();
+    }
+    assert_eq!(lines_of(&path).len(), 10);
+}
+
+#[test]
+fn access_log_in_a_missing_directory_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no/such/dir/access.log");
+    let err = AccessLog::open(&path, 0, 0).err().unwrap();
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    assert!(err.to_string().contains("does not exist"), "{err}");
 }
