@@ -9,6 +9,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod blocking;
+pub mod cgi;
 pub mod config;
 pub mod conn;
 pub mod event_loop;
