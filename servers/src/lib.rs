@@ -14,6 +14,7 @@
 
 pub mod access_log;
 pub mod blocking;
+pub mod cgi;
 pub mod config;
 pub mod conn;
 pub mod event_loop;
