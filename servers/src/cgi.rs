@@ -286,9 +286,31 @@ pub fn run(
     let deadline = Instant::now().checked_add(timeout);
     let name = script_name(&req.script).ok_or(CgiError::NotFound)?;
     let script = open_script(dir, &name)?;
-    let argv = CStrArray::new(vec![name]);
+    let argv = CStrArray::new(vec![name.clone()]);
     let envp = CStrArray::new(environment(req));
-    let (output, status) = execute(dir, script, &argv, &envp, &req.body, deadline, max_output)?;
+    let mut script = script;
+    let mut busy_retries = EXEC_BUSY_RETRIES;
+    let (output, status) = loop {
+        match execute(dir, script, &argv, &envp, &req.body, deadline, max_output) {
+            Err(Exec::Busy) if busy_retries > 0 => {
+                // ETXTBSY: some process still holds the file open for
+                // writing — typically a child forked by another thread
+                // while the script was being written, for the instant
+                // before its own exec closes the descriptor. Transient:
+                // try again shortly, as Go's os/exec does.
+                busy_retries -= 1;
+                std::thread::sleep(Duration::from_millis(5));
+                script = open_script(dir, &name)?;
+            }
+            Err(Exec::Busy) => {
+                return Err(CgiError::StartFailed(
+                    "exec: text file busy (the script is open for writing)".into(),
+                ))
+            }
+            Err(Exec::Failed(e)) => return Err(e),
+            Ok(done) => break done,
+        }
+    };
     parse_output(output).map_err(|e| match e {
         CgiError::BadOutput(d) => CgiError::BadOutput(format!("{d} (script ended: {status})")),
         e => e,
@@ -574,7 +596,7 @@ fn execute(
     body: &[u8],
     deadline: Option<Instant>,
     max_output: usize,
-) -> Result<(Vec<u8>, WaitStatus), CgiError> {
+) -> Result<(Vec<u8>, WaitStatus), Exec> {
     let (stdin_r, stdin_w) = process::pipe().map_err(|e| start_failed("pipe", e))?;
     let (stdout_r, stdout_w) = process::pipe().map_err(|e| start_failed("pipe", e))?;
     let (report_r, report_w) = process::pipe().map_err(|e| start_failed("pipe", e))?;
@@ -601,8 +623,9 @@ fn execute(
     let pid = match unsafe { process::fork() } {
         Ok(Fork::Child) => exec_child(&plan),
         Ok(Fork::Parent(pid)) => pid,
-        Err(e) => return Err(start_failed("fork", e)),
+        Err(e) => return Err(start_failed("fork", e).into()),
     };
+    let _running = Running::register(pid);
     let child = Child::adopt(pid).map_err(|e| start_failed("pidfd_open", e))?;
     let mut parent_mask = old_mask;
     parent_mask.add(process::SIGPIPE);
@@ -623,13 +646,68 @@ fn execute(
     let mut report = [0u8; 8];
     if let Ok(5) = sys::io::read(report_r.as_raw_fd(), &mut report) {
         let errno = i32::from_ne_bytes([report[1], report[2], report[3], report[4]]);
-        return Err(CgiError::StartFailed(format!(
+        if errno == libc::ETXTBSY {
+            return Err(Exec::Busy);
+        }
+        return Err(Exec::Failed(CgiError::StartFailed(format!(
             "{}: {}",
             step_name(report[0]),
             io::Error::from_raw_os_error(errno)
-        )));
+        ))));
     }
     Ok((output, status))
+}
+
+/// Process groups of the scripts running now, so a server exiting with
+/// handlers still busy (past its shutdown timeout) can end them instead of
+/// leaving orphans: the threads that would reap them do not get to run
+/// their destructors once `main` returns.
+static RUNNING: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// Membership of one script in [`RUNNING`] for as long as it lives.
+struct Running(i32);
+
+impl Running {
+    fn register(pid: i32) -> Running {
+        RUNNING.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
+        Running(pid)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|&p| p != self.0);
+    }
+}
+
+/// SIGKILL every script still running (their whole process groups).
+/// Returns how many there were. For the last moments of a server that
+/// gives up on handlers still busy at its shutdown timeout.
+pub fn kill_running() -> usize {
+    let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+    for &pid in running.iter() {
+        let _ = process::kill(-pid, process::SIGKILL);
+    }
+    running.len()
+}
+
+/// How often an exec refused with ETXTBSY is retried.
+const EXEC_BUSY_RETRIES: u32 = 20;
+
+/// Why [`execute`] did not produce output.
+enum Exec {
+    /// The exec failed with ETXTBSY (transient; see [`run`]).
+    Busy,
+    Failed(CgiError),
+}
+
+impl From<CgiError> for Exec {
+    fn from(e: CgiError) -> Exec {
+        Exec::Failed(e)
+    }
 }
 
 /// Write `body` to the script's stdin and collect its stdout until it has
