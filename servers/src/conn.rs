@@ -10,7 +10,7 @@ use std::io;
 use std::net::SocketAddrV4;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use crate::http::app::{respond_error, respond_overloaded, App, Finished, Job, Meta, Reply};
+use crate::http::app::{respond_error, App, Finished, Job, Meta, Reply};
 use crate::http::parser::{Parser, Status};
 use crate::http::response::Outbox;
 use crate::http::stats::Shard;
@@ -359,12 +359,13 @@ impl Conn {
                 self.waiting = true;
                 self.job_started_ns = t0;
             }
-            Err(_) => {
+            Err(job) => {
                 // Shed: the pool is saturated. The request is answered 503
                 // with Retry-After and the connection closes after it.
-                let status = respond_overloaded(&mut self.out);
+                let done = job.refuse();
+                self.out.bytes().extend_from_slice(&done.bytes);
                 ctx.shard.shed();
-                ctx.shard.request_done(status, 0);
+                ctx.shard.request_done(done.status, 0);
                 self.closing = true;
             }
         }

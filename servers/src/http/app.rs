@@ -44,15 +44,50 @@ pub enum Reply {
 /// Blocking work producing one complete response. It owns everything it
 /// needs (nothing borrowed from the request buffer), so it can move to
 /// another thread.
-pub struct Job(Box<dyn FnOnce() -> Finished + Send>);
+pub struct Job {
+    work: Box<dyn FnOnce() -> Finished + Send>,
+    /// Told about the response whichever way it came: produced by `work`,
+    /// or a 503 because the job was refused (the access log's hook).
+    after: Option<Box<dyn FnOnce(&Finished) + Send>>,
+}
 
 impl Job {
     pub fn new(work: impl FnOnce() -> Finished + Send + 'static) -> Job {
-        Job(Box::new(work))
+        Job {
+            work: Box::new(work),
+            after: None,
+        }
+    }
+
+    /// Call `f` with the response once there is one.
+    pub fn then(mut self, f: impl FnOnce(&Finished) + Send + 'static) -> Job {
+        assert!(self.after.is_none(), "one hook per job");
+        self.after = Some(Box::new(f));
+        self
     }
 
     pub fn run(self) -> Finished {
-        (self.0)()
+        let done = (self.work)();
+        if let Some(after) = self.after {
+            after(&done);
+        }
+        done
+    }
+
+    /// The job will not run (its queue is full): answer 503 instead.
+    pub fn refuse(self) -> Finished {
+        let mut out = Outbox::new();
+        let mark = out.mark();
+        let status = respond_overloaded(&mut out);
+        let done = Finished {
+            status,
+            body_bytes: out.body_bytes_since(mark),
+            bytes: std::mem::take(out.bytes()),
+        };
+        if let Some(after) = self.after {
+            after(&done);
+        }
+        done
     }
 }
 
@@ -223,10 +258,8 @@ impl App {
             Reply::Deferred(job) => {
                 let log = log.clone();
                 let owned = OwnedEntry::new(req, meta.peer);
-                Reply::Deferred(Job::new(move || {
-                    let done = job.run();
+                Reply::Deferred(job.then(move |done| {
                     log.log(&owned.entry(done.status, done.body_bytes));
-                    done
                 }))
             }
         }
