@@ -174,7 +174,7 @@ impl Conn {
             // Reading stopped at the output high-water mark and output has
             // since drained: with edge-triggered epoll no new edge will come
             // for bytes already in the kernel buffer, so read them now.
-            if next == Next::Read && self.read_pending {
+            if next == Next::Read && self.read_pending && !self.waiting {
                 continue;
             }
             return Ok(next);
@@ -244,7 +244,7 @@ impl Conn {
     /// The socket can take more output.
     pub fn on_writable(&mut self, ctx: &Ctx<'_>, now_ms: u64) -> Next {
         let next = self.after_flush(ctx, now_ms);
-        if next == Next::Read && self.read_pending {
+        if next == Next::Read && self.read_pending && !self.waiting {
             return self.on_readable(ctx, now_ms).unwrap_or(Next::Close);
         }
         next
