@@ -933,11 +933,9 @@ fn repo_cgi_scripts(variant: &'static str) {
                 r.summary()
             );
 
-            let r = get(server.addr, "/cgi-bin/params?alpha=1&name=abc");
-            r.expect_status(
-                200,
-                "GET /cgi-bin/params?alpha=1&name=abc (shipped example)",
-            );
+            let q = "/cgi-bin/params?alpha=1&name=Bob&tag=a&tag=b&sp=two+words%21";
+            let r = get(server.addr, q);
+            r.expect_status(200, &format!("GET {q} (shipped example)"));
             assert_eq!(
                 r.media_type().as_deref(),
                 Some("application/json"),
@@ -946,13 +944,17 @@ fn repo_cgi_scripts(variant: &'static str) {
             );
             let raw = r.body_str();
             let j = Json::parse(raw.trim())
-                .unwrap_or_else(|e| panic!("/cgi-bin/params: not JSON ({e}): {raw}"));
-            for (k, v) in [("alpha", "1"), ("name", "abc")] {
+                .unwrap_or_else(|e| panic!("GET {q}: not JSON ({e}): {raw}"));
+            for (k, v) in [("alpha", "1"), ("name", "Bob"), ("sp", "two words!")] {
                 assert!(
                     json_has_pair(&j, k, v),
-                    "/cgi-bin/params: expected the query parameter {k}={v} in the JSON, got {raw}"
+                    "GET {q}: expected the decoded query parameter {k}={v:?} in the JSON, got {raw}"
                 );
             }
+            assert!(
+                json_has_pair(&j, "tag", "a") && json_has_pair(&j, "tag", "b"),
+                "GET {q}: expected tag: [\"a\", \"b\"] in the JSON, got {raw}"
+            );
 
             // No --data-dir: uploads are answered 503 naming the flag.
             let r = fetch(server.addr, &post("/upload", b"hello"), false);
