@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use crate::http::app::App;
+use crate::http::app::{App, Settings};
 use crate::http::parser::{Limits, Parser};
 use crate::http::stats::Stats;
 use crate::sys;
@@ -137,15 +137,21 @@ impl Server {
             })?;
         }
         let shutdown = sys::signal::install().context("installing signal handlers")?;
-        let stats = Arc::new(Stats::new(variant, threads, shards));
-        let app = App::new(&opts.root, stats).with_context(|| {
-            format!(
-                "opening --root {} (pass an existing directory)",
-                opts.root.display()
-            )
-        })?;
         let listener = bind(&opts, opts.port, reuse_port)?;
         let local = sys::socket::local_addr(listener.as_raw_fd())?;
+        let stats = Arc::new(Stats::new(variant, threads, shards));
+        let settings = Settings {
+            root: opts.root.clone(),
+            cgi_dir: opts.cgi_dir.clone(),
+            cgi_timeout: opts.cgi_timeout,
+            data_dir: opts.data_dir.clone(),
+            access_log: opts
+                .access_log
+                .clone()
+                .map(|p| (p, opts.access_log_max_bytes, opts.access_log_keep)),
+            local,
+        };
+        let app = App::new(&settings, stats).context("starting the application")?;
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {local}")?;
         out.flush()?;
@@ -162,6 +168,16 @@ impl Server {
     /// Another listener on the same port (SO_REUSEPORT), for one-listener-per-loop models.
     pub fn another_listener(&self) -> anyhow::Result<OwnedFd> {
         bind(&self.opts, self.local.port(), true)
+    }
+
+    /// Last step of every variant once its threads are done: flush the
+    /// access log so it holds every request answered.
+    pub fn finish(&self) {
+        let killed = crate::cgi::kill_running();
+        if killed > 0 {
+            eprintln!("shutdown: killed {killed} CGI script(s) still running");
+        }
+        self.app.close();
     }
 
     /// Connection policy for the blocking models.

@@ -10,7 +10,7 @@ use std::io;
 use std::net::SocketAddrV4;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use crate::http::app::{respond_error, respond_overloaded, App, Finished, Job, Meta, Reply};
+use crate::http::app::{respond_error, App, Finished, Job, Meta, Reply};
 use crate::http::parser::{Parser, Status};
 use crate::http::response::Outbox;
 use crate::http::stats::Shard;
@@ -261,9 +261,15 @@ impl Conn {
     }
 
     /// Shutdown: stop taking new requests on this connection. Returns
-    /// `Close` if nothing is in flight.
+    /// `Close` if nothing is in flight. A request counts as in flight as
+    /// soon as its first bytes reached the kernel, even if not read yet
+    /// (say, a connection still queued for a worker): those are answered.
     pub fn on_drain(&mut self) -> Option<Next> {
-        if self.out.is_empty() && self.filled == 0 && !self.waiting {
+        if self.out.is_empty()
+            && self.filled == 0
+            && !self.waiting
+            && !sys::socket::has_pending_input(self.fd.as_raw_fd())
+        {
             Some(Next::Close)
         } else {
             None
@@ -353,12 +359,13 @@ impl Conn {
                 self.waiting = true;
                 self.job_started_ns = t0;
             }
-            Err(_) => {
+            Err(job) => {
                 // Shed: the pool is saturated. The request is answered 503
                 // with Retry-After and the connection closes after it.
-                let status = respond_overloaded(&mut self.out);
+                let done = job.refuse();
+                self.out.bytes().extend_from_slice(&done.bytes);
                 ctx.shard.shed();
-                ctx.shard.request_done(status, 0);
+                ctx.shard.request_done(done.status, 0);
                 self.closing = true;
             }
         }
@@ -366,8 +373,11 @@ impl Conn {
 
     /// Queue an error response and end the connection after it.
     fn fail(&mut self, ctx: &Ctx<'_>, status: u16, detail: &str) {
+        let mark = self.out.mark();
         let status = respond_error(&mut self.out, status, detail);
         ctx.shard.request_done(status, 0);
+        ctx.app
+            .log_failure(self.peer, status, self.out.body_bytes_since(mark));
         self.filled = 0;
         self.closing = true;
         self.errored = true;

@@ -6,12 +6,20 @@
 //!   shared by every variant so that a comparison measures the concurrency model only.
 //! - the variants (`src/bin/*`): each decides how connections are accepted,
 //!   read, written and scheduled, using [`conn`] and [`event_loop`].
+//!
+//! Beside the protocol core, three stores the application uses: [`uploads`]
+//! (durable files in `--data-dir`), [`session`] (cookie sessions) and
+//! [`access_log`] (buffered, rotated combined-format log).
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod access_log;
 pub mod blocking;
+pub mod cgi;
 pub mod config;
 pub mod conn;
 pub mod event_loop;
 pub mod http;
 pub mod offload;
+pub mod session;
 pub mod sys;
+pub mod uploads;

@@ -59,5 +59,6 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
+    server.finish();
     Ok(())
 }

@@ -110,5 +110,6 @@ fn main() -> anyhow::Result<()> {
             "shutdown timeout: {left} blocking handler(s) still running; exiting without them"
         );
     }
+    server.finish();
     result
 }

@@ -31,7 +31,7 @@ fn main() -> anyhow::Result<()> {
     let (server, listener) = Server::start("epoll", cli.opts, 1, 1, false)?;
     let policy = server.loop_policy();
     let app = &server.app;
-    event_loop::run(
+    let result = event_loop::run(
         listener,
         server.parser(),
         app,
@@ -39,6 +39,8 @@ fn main() -> anyhow::Result<()> {
         &policy,
         server.shutdown,
         None,
-    )?;
+    );
+    server.finish();
+    result?;
     Ok(())
 }

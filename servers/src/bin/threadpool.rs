@@ -166,6 +166,7 @@ fn main() -> anyhow::Result<()> {
     if busy > 0 {
         eprintln!("shutdown timeout: {busy} worker(s) still busy; exiting without them");
     }
+    server.finish();
     Ok(())
 }
 

@@ -13,7 +13,6 @@ use std::fs::File;
 use std::io;
 use std::net::SocketAddrV4;
 use std::os::fd::AsRawFd;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +21,10 @@ use super::files::{self, Range, Resolved};
 use super::parser::{Method, Request, Version};
 use super::response::{push_u64, write_head, ConnHeader, Outbox};
 use super::stats::Stats;
+use crate::access_log::{AccessLog, Entry};
+use crate::cgi::CgiDir;
+use crate::session::Sessions;
+use crate::uploads::Uploads;
 
 const PLAINTEXT: &[u8] = b"Hello, World!";
 const JSON: &[u8] = br#"{"message":"Hello, World!"}"#;
@@ -41,15 +44,50 @@ pub enum Reply {
 /// Blocking work producing one complete response. It owns everything it
 /// needs (nothing borrowed from the request buffer), so it can move to
 /// another thread.
-pub struct Job(Box<dyn FnOnce() -> Finished + Send>);
+pub struct Job {
+    work: Box<dyn FnOnce() -> Finished + Send>,
+    /// Told about the response whichever way it came: produced by `work`,
+    /// or a 503 because the job was refused (the access log's hook).
+    after: Option<Box<dyn FnOnce(&Finished) + Send>>,
+}
 
 impl Job {
     pub fn new(work: impl FnOnce() -> Finished + Send + 'static) -> Job {
-        Job(Box::new(work))
+        Job {
+            work: Box::new(work),
+            after: None,
+        }
+    }
+
+    /// Call `f` with the response once there is one.
+    pub fn then(mut self, f: impl FnOnce(&Finished) + Send + 'static) -> Job {
+        assert!(self.after.is_none(), "one hook per job");
+        self.after = Some(Box::new(f));
+        self
     }
 
     pub fn run(self) -> Finished {
-        (self.0)()
+        let done = (self.work)();
+        if let Some(after) = self.after {
+            after(&done);
+        }
+        done
+    }
+
+    /// The job will not run (its queue is full): answer 503 instead.
+    pub fn refuse(self) -> Finished {
+        let mut out = Outbox::new();
+        let mark = out.mark();
+        let status = respond_overloaded(&mut out);
+        let done = Finished {
+            status,
+            body_bytes: out.body_bytes_since(mark),
+            bytes: std::mem::take(out.bytes()),
+        };
+        if let Some(after) = self.after {
+            after(&done);
+        }
+        done
     }
 }
 
@@ -112,34 +150,151 @@ pub struct Meta {
     pub peer: SocketAddrV4,
 }
 
+/// Where the optional services live, as configured on the command line.
+pub struct Settings {
+    pub root: std::path::PathBuf,
+    pub cgi_dir: std::path::PathBuf,
+    pub cgi_timeout: Duration,
+    pub data_dir: Option<std::path::PathBuf>,
+    /// `(file, rotate at bytes, files kept)`.
+    pub access_log: Option<(std::path::PathBuf, u64, usize)>,
+    /// The listening address (CGI's SERVER_NAME/SERVER_PORT).
+    pub local: SocketAddrV4,
+}
+
 pub struct App {
     root: File,
     stats: Arc<Stats>,
+    pub(super) sessions: Sessions,
+    /// `Err` holds why CGI is unavailable, for the 503 message.
+    pub(super) cgi: Result<Arc<CgiDir>, String>,
+    pub(super) cgi_timeout: Duration,
+    pub(super) uploads: Option<Arc<Uploads>>,
+    pub(super) log: Option<Arc<AccessLog>>,
+    pub(super) local: SocketAddrV4,
 }
 
+/// Sessions kept before the oldest are forgotten.
+const MAX_SESSIONS: usize = 100_000;
+
 impl App {
-    /// `root` is the document root; it is opened once and every file lookup
-    /// is resolved beneath that descriptor.
-    pub fn new(root: &Path, stats: Arc<Stats>) -> io::Result<App> {
-        let dir = File::open(root)?;
+    /// The document root is opened once and every file lookup is resolved
+    /// beneath that descriptor; the data dir and the access log are opened
+    /// here too, so a bad path fails at start-up with the flag's name. A
+    /// missing CGI directory only disables CGI (with a warning), since its
+    /// default lives in the source tree.
+    pub fn new(settings: &Settings, stats: Arc<Stats>) -> io::Result<App> {
+        let root = &settings.root;
+        let dir = File::open(root).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "--root {}: {e} (pass an existing directory)",
+                    root.display()
+                ),
+            )
+        })?;
         if !dir.metadata()?.is_dir() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("--root {} is not a directory", root.display()),
             ));
         }
-        Ok(App { root: dir, stats })
+        let cgi = CgiDir::open(&settings.cgi_dir).map(Arc::new).map_err(|e| {
+            let why = format!("--cgi-dir {}: {e}", settings.cgi_dir.display());
+            eprintln!("warning: CGI disabled: {why}");
+            why
+        });
+        let uploads = match &settings.data_dir {
+            Some(d) => Some(Arc::new(Uploads::open(d).map_err(|e| {
+                io::Error::new(e.kind(), format!("--data-dir {}: {e}", d.display()))
+            })?)),
+            None => None,
+        };
+        let log = match &settings.access_log {
+            Some((path, max, keep)) => Some(Arc::new(AccessLog::open(path, *max, *keep).map_err(
+                |e| io::Error::new(e.kind(), format!("--access-log {}: {e}", path.display())),
+            )?)),
+            None => None,
+        };
+        Ok(App {
+            root: dir,
+            stats,
+            sessions: Sessions::new(MAX_SESSIONS),
+            cgi,
+            cgi_timeout: settings.cgi_timeout,
+            uploads,
+            log,
+            local: settings.local,
+        })
     }
 
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
 
+    /// Flush and close the access log (shutdown). Idempotent.
+    pub fn close(&self) {
+        if let Some(log) = &self.log {
+            if let Err(e) = log.close() {
+                eprintln!("access log: {e}");
+            }
+        }
+    }
+
     /// Answer `req`: queue the response in `out`, or hand back the blocking
-    /// work that will produce it.
+    /// work that will produce it. Every answer is access-logged (a deferred
+    /// one when its job finishes).
     pub fn respond(&self, req: &Request<'_>, meta: &Meta, out: &mut Outbox) -> Reply {
+        let Some(log) = &self.log else {
+            return self.route(req, meta, out);
+        };
+        let mark = out.mark();
+        match self.route(req, meta, out) {
+            Reply::Done(status) => {
+                log.log(&entry(req, meta.peer, status, out.body_bytes_since(mark)));
+                Reply::Done(status)
+            }
+            Reply::Deferred(job) => {
+                let log = log.clone();
+                let owned = OwnedEntry::new(req, meta.peer);
+                Reply::Deferred(job.then(move |done| {
+                    log.log(&owned.entry(done.status, done.body_bytes));
+                }))
+            }
+        }
+    }
+
+    /// Log a response sent without a parsed request (a malformed one).
+    pub fn log_failure(&self, peer: SocketAddrV4, status: u16, body_bytes: u64) {
+        if let Some(log) = &self.log {
+            log.log(&Entry {
+                remote: *peer.ip(),
+                unix_time: crate::sys::time::unix_seconds_coarse(),
+                method: "-",
+                target: "",
+                protocol: "",
+                status,
+                body_bytes,
+                referer: None,
+                user_agent: None,
+            });
+        }
+    }
+
+    fn route(&self, req: &Request<'_>, meta: &Meta, out: &mut Outbox) -> Reply {
         let conn = conn_header(req.version, meta.keep_alive);
         let head_only = req.method == Method::Head;
+        let path = req.path;
+        if path == "/upload" {
+            return self.upload(req, conn, out);
+        }
+        if let Some(name) = path.strip_prefix("/files/") {
+            return self.stored_file(req, name, conn, out);
+        }
+        if path == "/cgi-bin" || path.starts_with("/cgi-bin/") {
+            return self.cgi(req, meta, conn, out);
+        }
         if !matches!(req.method, Method::Get | Method::Head) {
             return Reply::Done(simple(
                 out,
@@ -151,7 +306,7 @@ impl App {
                 false,
             ));
         }
-        let status = match req.path {
+        let status = match path {
             "/plaintext" => simple(out, 200, "text/plain", PLAINTEXT, conn, &[], head_only),
             "/json" => simple(out, 200, "application/json", JSON, conn, &[], head_only),
             "/health" => simple(out, 200, "text/plain", b"OK", conn, &[], head_only),
@@ -168,6 +323,7 @@ impl App {
                 )
             }
             "/sleep" => return sleep(req, conn, head_only, out),
+            "/session" => self.session(req, conn, head_only, out),
             path => self.static_file(req, path, conn, head_only, out),
         };
         Reply::Done(status)
@@ -239,6 +395,24 @@ impl App {
                 )
             }
         };
+        serve_file(req, file, size, mtime, ctype, conn, head_only, out)
+    }
+}
+
+/// Answer with a file (or a range of it) sent by `sendfile`, honouring
+/// Range and If-Modified-Since.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn serve_file(
+    req: &Request<'_>,
+    file: File,
+    size: u64,
+    mtime: i64,
+    ctype: &str,
+    conn: ConnHeader,
+    head_only: bool,
+    out: &mut Outbox,
+) -> u16 {
+    {
         let mut last_modified = *b"Last-Modified: Thu, 01 Jan 1970 00:00:00 GMT";
         last_modified[15..].copy_from_slice(&date::format(mtime));
         let not_modified = req
@@ -338,7 +512,7 @@ pub fn respond_overloaded(out: &mut Outbox) -> u16 {
     )
 }
 
-fn simple(
+pub(super) fn simple(
     out: &mut Outbox,
     status: u16,
     ctype: &str,
@@ -360,6 +534,65 @@ fn simple(
         buf.extend_from_slice(body);
     }
     status
+}
+
+/// The access-log line for `req`.
+fn entry<'r>(req: &'r Request<'_>, peer: SocketAddrV4, status: u16, body_bytes: u64) -> Entry<'r> {
+    Entry {
+        remote: *peer.ip(),
+        unix_time: crate::sys::time::unix_seconds_coarse(),
+        method: req.method_str,
+        target: req.target,
+        protocol: protocol(req.version),
+        status,
+        body_bytes,
+        referer: req.header("referer"),
+        user_agent: req.header("user-agent"),
+    }
+}
+
+pub(super) fn protocol(v: Version) -> &'static str {
+    match v {
+        Version::Http10 => "HTTP/1.0",
+        Version::Http11 => "HTTP/1.1",
+    }
+}
+
+/// What the access log needs from a request whose response comes later.
+struct OwnedEntry {
+    peer: SocketAddrV4,
+    method: String,
+    target: String,
+    protocol: &'static str,
+    referer: Option<Vec<u8>>,
+    user_agent: Option<Vec<u8>>,
+}
+
+impl OwnedEntry {
+    fn new(req: &Request<'_>, peer: SocketAddrV4) -> Self {
+        OwnedEntry {
+            peer,
+            method: req.method_str.to_owned(),
+            target: req.target.to_owned(),
+            protocol: protocol(req.version),
+            referer: req.header("referer").map(<[u8]>::to_vec),
+            user_agent: req.header("user-agent").map(<[u8]>::to_vec),
+        }
+    }
+
+    fn entry(&self, status: u16, body_bytes: u64) -> Entry<'_> {
+        Entry {
+            remote: *self.peer.ip(),
+            unix_time: crate::sys::time::unix_seconds_coarse(),
+            method: &self.method,
+            target: &self.target,
+            protocol: self.protocol,
+            status,
+            body_bytes,
+            referer: self.referer.as_deref(),
+            user_agent: self.user_agent.as_deref(),
+        }
+    }
 }
 
 /// `GET /sleep?ms=N`: the blocking-work demo. The sleep itself is a job.
@@ -405,7 +638,7 @@ fn parse_ms(v: &str) -> Option<u64> {
 
 /// The Connection header a response needs: HTTP/1.1 keeps by default, 1.0
 /// only when asked (and then the response says so).
-fn conn_header(version: Version, keep_alive: bool) -> ConnHeader {
+pub(super) fn conn_header(version: Version, keep_alive: bool) -> ConnHeader {
     match (keep_alive, version) {
         (false, _) => ConnHeader::Close,
         (true, Version::Http10) => ConnHeader::KeepAlive,

@@ -19,18 +19,28 @@ pub fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         201 => "Created",
+        302 => "Found",
+        202 => "Accepted",
         204 => "No Content",
         206 => "Partial Content",
         301 => "Moved Permanently",
+        303 => "See Other",
         304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
         413 => "Content Too Large",
         414 => "URI Too Long",
         416 => "Range Not Satisfiable",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
@@ -38,6 +48,7 @@ pub fn reason(status: u16) -> &'static str {
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
+        507 => "Insufficient Storage",
         _ => "Unknown",
     }
 }
@@ -128,6 +139,13 @@ pub struct Flushed {
     pub done: bool,
 }
 
+/// A position in an [`Outbox`], taken before a response is appended.
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    buf_len: usize,
+    files: usize,
+}
+
 /// The bytes and file ranges waiting to be written to one connection.
 #[derive(Default)]
 pub struct Outbox {
@@ -160,6 +178,32 @@ impl Outbox {
                 remaining: len,
             });
         }
+    }
+
+    /// Where the queue ends now; see [`Outbox::body_bytes_since`].
+    pub fn mark(&self) -> Mark {
+        Mark {
+            buf_len: self.buf.len(),
+            files: self.files.len(),
+        }
+    }
+
+    /// Body bytes of the one response appended since `mark` (its head is
+    /// everything up to the first blank line), for the access log. Only
+    /// meaningful before the next flush.
+    pub fn body_bytes_since(&self, mark: Mark) -> u64 {
+        let appended = self.buf.get(mark.buf_len..).unwrap_or_default();
+        let head = appended
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(appended.len(), |p| p + 4);
+        let files: u64 = self
+            .files
+            .iter()
+            .skip(mark.files)
+            .map(|f| f.remaining)
+            .sum();
+        (appended.len() - head) as u64 + files
     }
 
     pub fn is_empty(&self) -> bool {

@@ -23,6 +23,8 @@ pub mod affinity;
 pub mod epoll;
 pub mod fs;
 pub mod io;
+pub mod process;
+pub mod random;
 pub mod signal;
 pub mod socket;
 pub mod time;

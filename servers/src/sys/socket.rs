@@ -97,6 +97,22 @@ pub fn set_read_timeout(fd: RawFd, timeout: std::time::Duration) -> io::Result<(
     Ok(())
 }
 
+/// Whether the peer has sent bytes not yet read (a one-byte
+/// `MSG_PEEK | MSG_DONTWAIT` receive; nothing is consumed, nothing blocks).
+pub fn has_pending_input(fd: RawFd) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: `byte` is one writable byte and the length passed is 1.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n > 0
+}
+
 /// `shutdown(2)`: used to wake threads blocked on a socket during shutdown.
 pub fn shutdown(fd: RawFd, how: i32) -> io::Result<()> {
     syscall!(shutdown(fd, how))?;

@@ -1,0 +1,530 @@
+//! Child processes: the syscalls behind running a CGI script.
+//!
+//! Two kinds of wrapper live here, and the difference matters:
+//!
+//! - **Child-side** wrappers ([`fchdir`], [`dup_above`], [`dup_onto`],
+//!   [`setpgid`], [`reset_signal_dispositions`], [`set_signal_mask`],
+//!   [`mark_cloexec_from`], [`ensure_inherited`], [`execveat_fd`],
+//!   [`exit_immediately`], and [`super::io::write`]) are each one bare
+//!   syscall (or a fixed number of them) that neither allocates nor takes a
+//!   lock. They are async-signal-safe, so they may run in the child of a
+//!   [`fork`] taken in a multi-threaded process, where another thread may
+//!   have held the allocator's lock at the moment of the fork.
+//! - **Parent-side** wrappers ([`pipe`], [`open_executable_beneath`],
+//!   [`Child`], [`poll`], [`block_signals`], ...) may allocate freely.
+//!
+//! Children are reaped through [`Child`], an RAII guard: whatever path a
+//! caller leaves by, the child's process group is killed and the child is
+//! waited for by its exact pid, never with `waitpid(-1)`, which could steal
+//! another thread's child.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::mem;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr;
+
+/// `SIGKILL`, for [`kill`].
+pub const SIGKILL: i32 = libc::SIGKILL;
+/// `SIGPIPE`, for [`SigSet::add`] and [`take_pending_signal`].
+pub const SIGPIPE: i32 = libc::SIGPIPE;
+
+// ------------------------------------------------------------ descriptors
+
+/// A pipe, both ends close-on-exec: `(read end, write end)`. Close-on-exec
+/// matters because other threads fork too; an end leaking into an unrelated
+/// child would keep the pipe open (no EOF) for as long as that child lives.
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1 as libc::c_int; 2];
+    // SAFETY: `fds` is valid writable storage for the two descriptors.
+    syscall!(pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC))?;
+    // SAFETY: pipe2 succeeded, so both descriptors are fresh and ours.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Open `name` beneath the directory `dir` for execution only: `O_PATH`
+/// (no read permission needed, no side effects such as a FIFO blocking),
+/// close-on-exec. `openat2` with `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`
+/// refuses, atomically during lookup, any resolution that leaves `dir`:
+/// `..` above it, an absolute symlink, or a relative one pointing outside
+/// (`EXDEV`), and `/proc` magic links (`ELOOP`).
+///
+/// The returned descriptor pins the inode: executing it with
+/// [`execveat_fd`] runs exactly the file that was checked, whatever is
+/// renamed over the name in between.
+pub fn open_executable_beneath(dir: RawFd, name: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: open_how is plain data; zero means "no flags" for every field.
+    let mut how: libc::open_how = unsafe { mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+    let mut attempts = 0;
+    loop {
+        // SAFETY: `name` is NUL-terminated, `how` is valid for the call and
+        // its size is passed exactly as openat2 requires.
+        let res = syscall!(syscall(
+            libc::SYS_openat2,
+            dir,
+            name.as_ptr(),
+            &how as *const libc::open_how,
+            mem::size_of::<libc::open_how>()
+        ));
+        match res {
+            // SAFETY: openat2 returned a fresh descriptor that we now own.
+            Ok(fd) => return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // RESOLVE_BENEATH answers EAGAIN when a concurrent rename made
+            // it unable to prove a `..` stayed inside; retrying is the
+            // documented response.
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && attempts < 8 => attempts += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Open a process file descriptor for `pid` (`pidfd_open(2)`, Linux 5.3,
+/// close-on-exec by default). It polls readable once the process has
+/// exited, which lets one `poll` wait for a child's exit, its pipes and a
+/// deadline together, with no SIGCHLD handler.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags; no pointers.
+    let fd = syscall!(syscall(libc::SYS_pidfd_open, pid, 0 as libc::c_uint))?;
+    // SAFETY: pidfd_open returned a fresh descriptor that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// One entry of a [`poll`] set.
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+pub struct PollFd(libc::pollfd);
+
+impl PollFd {
+    /// Wait until `fd` is readable (or at end of stream / in error).
+    pub fn readable(fd: RawFd) -> PollFd {
+        PollFd(libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+    }
+
+    /// Wait until `fd` is writable (or its reader is gone).
+    pub fn writable(fd: RawFd) -> PollFd {
+        PollFd(libc::pollfd {
+            fd,
+            events: libc::POLLOUT,
+            revents: 0,
+        })
+    }
+
+    /// Whether anything happened on this descriptor: the asked-for
+    /// readiness, hang-up or error. The caller then tries its non-blocking
+    /// operation, which says which.
+    pub fn ready(&self) -> bool {
+        self.0.revents != 0
+    }
+}
+
+/// `poll(2)` for at most `timeout_ms` milliseconds (negative: forever).
+/// Returns how many entries are ready. `EINTR` is returned as an error of
+/// kind `Interrupted` so the caller can recompute its timeout and retry.
+pub fn poll(fds: &mut [PollFd], timeout_ms: i32) -> io::Result<usize> {
+    // SAFETY: PollFd is repr(transparent) over pollfd, and the slice is
+    // valid for reads and writes of `fds.len()` entries.
+    let n = syscall!(poll(
+        fds.as_mut_ptr() as *mut libc::pollfd,
+        fds.len() as libc::nfds_t,
+        timeout_ms
+    ))?;
+    Ok(n as usize)
+}
+
+// ------------------------------------------------------------ signal masks
+
+/// A set of signals (`sigset_t`).
+#[derive(Clone, Copy)]
+pub struct SigSet(libc::sigset_t);
+
+impl SigSet {
+    pub fn empty() -> SigSet {
+        // SAFETY: sigset_t is plain data; sigemptyset initialises it.
+        let mut set: libc::sigset_t = unsafe { mem::zeroed() };
+        // SAFETY: `set` is valid writable storage for a sigset_t.
+        unsafe { libc::sigemptyset(&mut set) };
+        SigSet(set)
+    }
+
+    /// Every signal. (The kernel never blocks SIGKILL/SIGSTOP, and glibc
+    /// silently keeps its two internal signals out of a thread's mask.)
+    pub fn full() -> SigSet {
+        // SAFETY: sigset_t is plain data; sigfillset initialises it.
+        let mut set: libc::sigset_t = unsafe { mem::zeroed() };
+        // SAFETY: `set` is valid writable storage for a sigset_t.
+        unsafe { libc::sigfillset(&mut set) };
+        SigSet(set)
+    }
+
+    pub fn add(&mut self, sig: i32) {
+        // SAFETY: `self.0` is an initialised sigset_t; an invalid `sig`
+        // only makes sigaddset return EINVAL, which leaves the set as is.
+        unsafe { libc::sigaddset(&mut self.0, sig) };
+    }
+}
+
+fn thread_sigmask(how: libc::c_int, set: &SigSet) -> io::Result<SigSet> {
+    let mut old = SigSet::empty();
+    // SAFETY: both pointers refer to initialised sigset_t values.
+    let rc = unsafe { libc::pthread_sigmask(how, &set.0, &mut old.0) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(old)
+}
+
+/// Add `set` to the calling thread's blocked signals; returns the previous
+/// mask, to be given back to [`set_signal_mask`].
+pub fn block_signals(set: &SigSet) -> io::Result<SigSet> {
+    thread_sigmask(libc::SIG_BLOCK, set)
+}
+
+/// Replace the calling thread's signal mask with `set`.
+/// Async-signal-safe (pthread_sigmask is on POSIX's list).
+pub fn set_signal_mask(set: &SigSet) -> io::Result<()> {
+    thread_sigmask(libc::SIG_SETMASK, set).map(|_| ())
+}
+
+/// Accept `sig` if it is pending for the calling thread (where it must be
+/// blocked), without waiting: `sigtimedwait` with a zero timeout. Returns
+/// whether one was taken.
+pub fn take_pending_signal(sig: i32) -> bool {
+    let mut set = SigSet::empty();
+    set.add(sig);
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    loop {
+        // SAFETY: `set` and `zero` are initialised; a null siginfo pointer
+        // is allowed.
+        match syscall!(sigtimedwait(&set.0, ptr::null_mut(), &zero)) {
+            Ok(_) => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false, // EAGAIN: nothing pending
+        }
+    }
+}
+
+// ------------------------------------------------------------ fork and exec
+
+/// Which side of a [`fork`] the caller is on.
+pub enum Fork {
+    /// In the new process.
+    Child,
+    /// In the original process; the child's pid.
+    Parent(i32),
+}
+
+/// `fork(2)`.
+///
+/// # Safety
+///
+/// In a multi-threaded process only the calling thread is copied; locks
+/// held by other threads (the allocator's, stdio's) stay locked forever in
+/// the child. On [`Fork::Child`] the caller must therefore call only
+/// async-signal-safe functions (the child-side wrappers of this module:
+/// nothing that allocates, locks, panics or unwinds) and must end in
+/// [`execveat_fd`] or [`exit_immediately`], never by returning.
+/// On [`Fork::Parent`] the caller owns the child and must reap it, which
+/// [`Child::adopt`] guarantees.
+pub unsafe fn fork() -> io::Result<Fork> {
+    // SAFETY: fork takes no arguments; the caller upholds the contract on
+    // what the child may do afterwards.
+    let pid = syscall!(fork())?;
+    Ok(if pid == 0 {
+        Fork::Child
+    } else {
+        Fork::Parent(pid)
+    })
+}
+
+/// A NULL-terminated array of C strings (`argv`/`envp`), built before a
+/// fork so the child does not allocate.
+pub struct CStrArray {
+    _strings: Vec<CString>,
+    ptrs: Vec<*const libc::c_char>,
+}
+
+impl CStrArray {
+    pub fn new(strings: Vec<CString>) -> CStrArray {
+        let mut ptrs: Vec<*const libc::c_char> = strings.iter().map(|s| s.as_ptr()).collect();
+        ptrs.push(ptr::null());
+        // The CStrings' heap buffers do not move when the Vec holding them
+        // is moved into the struct, so the pointers stay valid.
+        CStrArray {
+            _strings: strings,
+            ptrs,
+        }
+    }
+
+    fn as_ptr(&self) -> *const *const libc::c_char {
+        self.ptrs.as_ptr()
+    }
+}
+
+/// `fchdir(2)`. Child-side: async-signal-safe.
+pub fn fchdir(dir: RawFd) -> io::Result<()> {
+    // SAFETY: fchdir takes a descriptor; no pointers.
+    syscall!(fchdir(dir)).map(|_| ())
+}
+
+/// Duplicate `fd` to the lowest free number `>= min`, close-on-exec
+/// (`F_DUPFD_CLOEXEC`). Used in a child to move descriptors out of the way
+/// of the numbers about to be assigned (0, 1, 3) before any `dup2` could
+/// overwrite one of them. Child-side: async-signal-safe.
+pub fn dup_above(fd: RawFd, min: RawFd) -> io::Result<RawFd> {
+    // SAFETY: F_DUPFD_CLOEXEC takes an int argument; no pointers.
+    syscall!(fcntl(fd, libc::F_DUPFD_CLOEXEC, min))
+}
+
+/// Make `to` refer to what `from` refers to, *without* close-on-exec, so it
+/// survives exec (`dup2`; when the numbers are equal, which dup2 treats as
+/// a no-op, the flag is cleared explicitly). Child-side: async-signal-safe.
+pub fn dup_onto(from: RawFd, to: RawFd) -> io::Result<()> {
+    if from == to {
+        // SAFETY: F_SETFD takes an int argument; no pointers.
+        syscall!(fcntl(to, libc::F_SETFD, 0)).map(|_| ())
+    } else {
+        loop {
+            // SAFETY: dup2 takes two descriptors; no pointers.
+            match syscall!(dup2(from, to)) {
+                Ok(_) => return Ok(()),
+                // EBUSY: a race with open() in another thread, which a
+                // single-threaded child cannot have; retried anyway.
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// If `fd` would not reach an executed program (closed, or close-on-exec:
+/// a server started with its stderr closed may have one of its own pipes
+/// there), open `/dev/null` on it, so a script's stderr is never missing
+/// nor, later, one of the script's own files. Child-side: async-signal-safe.
+pub fn ensure_inherited(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_GETFD takes no argument.
+    if let Ok(flags) = syscall!(fcntl(fd, libc::F_GETFD)) {
+        if flags & libc::FD_CLOEXEC == 0 {
+            return Ok(());
+        }
+    }
+    // SAFETY: the path is a NUL-terminated literal.
+    let null = syscall!(open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC))?;
+    dup_onto(null, fd)?;
+    if null != fd {
+        // SAFETY: `null` is the descriptor just opened and not used again.
+        unsafe { libc::close(null) };
+    }
+    Ok(())
+}
+
+/// Set close-on-exec on every descriptor `>= first` (`close_range` with
+/// `CLOSE_RANGE_CLOEXEC`, Linux 5.11): a descriptor some other code opened
+/// without the flag must not leak into the executed program. Older kernels
+/// answer EINVAL/ENOSYS; the caller may ignore that. Child-side:
+/// async-signal-safe.
+pub fn mark_cloexec_from(first: RawFd) -> io::Result<()> {
+    // SAFETY: close_range takes two numbers and flags; no pointers.
+    syscall!(syscall(
+        libc::SYS_close_range,
+        first as libc::c_uint,
+        libc::c_uint::MAX,
+        libc::CLOSE_RANGE_CLOEXEC
+    ))
+    .map(|_| ())
+}
+
+/// Put the process `pid` (0: the caller) into the process group `pgid`
+/// (0: a new group led by `pid`). Async-signal-safe.
+pub fn setpgid(pid: i32, pgid: i32) -> io::Result<()> {
+    // SAFETY: setpgid takes two ids; no pointers.
+    syscall!(setpgid(pid, pgid)).map(|_| ())
+}
+
+/// Reset every signal's disposition to the default. `execve` already does
+/// that for handled signals, but *ignored* ones stay ignored across exec:
+/// without this, a script would inherit the server's `SIGPIPE = SIG_IGN`
+/// and, e.g., `yes | head` would spin on EPIPE instead of ending.
+///
+/// This goes to the kernel directly (`rt_sigaction`), because glibc's
+/// `sigaction` refuses signals 32 and 33, which it reserves for itself, and
+/// a process can inherit those ignored too (test runners do that). Errors
+/// (SIGKILL, SIGSTOP) are skipped. Child-side: async-signal-safe.
+pub fn reset_signal_dispositions() {
+    // The kernel's `struct sigaction` (handler, flags, restorer, mask) all
+    // zero is SIG_DFL with no flags and an empty mask; the buffer is larger
+    // than the struct on every architecture, whatever its field order.
+    let dfl = [0u64; 8];
+    // The kernel's sigset_t size (_NSIG / 8) on x86_64 and aarch64.
+    const KERNEL_SIGSET_BYTES: usize = 8;
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: `dfl` is readable and at least as large as the kernel's
+        // struct sigaction; a null old-action pointer is allowed.
+        let _ = syscall!(syscall(
+            libc::SYS_rt_sigaction,
+            sig,
+            dfl.as_ptr(),
+            ptr::null_mut::<u64>(),
+            KERNEL_SIGSET_BYTES
+        ));
+    }
+}
+
+/// Execute the file open on `fd` (`execveat(fd, "", argv, envp,
+/// AT_EMPTY_PATH)`, the syscall behind `fexecve`). Only returns on failure.
+///
+/// For a `#!` script the kernel hands the interpreter the path
+/// `/dev/fd/<fd>`, so `fd` must survive the exec: it must *not* be
+/// close-on-exec (the kernel refuses with ENOENT otherwise).
+/// Child-side: async-signal-safe.
+pub fn execveat_fd(fd: RawFd, argv: &CStrArray, envp: &CStrArray) -> io::Error {
+    // SAFETY: the path is an empty NUL-terminated literal; argv and envp
+    // are NULL-terminated arrays of pointers to NUL-terminated strings that
+    // `CStrArray` keeps alive for the duration of the call.
+    let res = syscall!(syscall(
+        libc::SYS_execveat,
+        fd,
+        c"".as_ptr(),
+        argv.as_ptr(),
+        envp.as_ptr(),
+        libc::AT_EMPTY_PATH
+    ));
+    match res {
+        Err(e) => e,
+        // Unreachable (exec does not return on success); no allocation here.
+        Ok(_) => io::Error::from_raw_os_error(libc::EINVAL),
+    }
+}
+
+/// `_exit(2)`: end the process now, without running atexit handlers or
+/// flushing stdio buffers that belong to the parent's copy of the heap.
+/// Async-signal-safe.
+pub fn exit_immediately(code: i32) -> ! {
+    // SAFETY: _exit never returns and has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+// ------------------------------------------------------------ children
+
+/// How a reaped child ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitStatus {
+    /// `exit(code)`.
+    Exited(i32),
+    /// Killed by this signal.
+    Signaled(i32),
+}
+
+impl std::fmt::Display for WaitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitStatus::Exited(c) => write!(f, "exit status {c}"),
+            WaitStatus::Signaled(s) => write!(f, "killed by signal {s}"),
+        }
+    }
+}
+
+/// `kill(2)`: send `sig` to `pid` (negative: to the process group `-pid`).
+pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
+    // SAFETY: kill takes a pid and a signal number; no pointers.
+    syscall!(kill(pid, sig)).map(|_| ())
+}
+
+/// `waitpid(pid, &status, 0)` for one exact pid, retried on EINTR.
+pub fn waitpid(pid: i32) -> io::Result<WaitStatus> {
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: `status` is valid writable storage for an int.
+        match syscall!(waitpid(pid, &mut status, 0)) {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if libc::WIFSIGNALED(status) {
+        Ok(WaitStatus::Signaled(libc::WTERMSIG(status)))
+    } else {
+        Ok(WaitStatus::Exited(libc::WEXITSTATUS(status)))
+    }
+}
+
+/// A forked child that leads its own process group, owned until reaped.
+///
+/// Dropping it without [`Child::reap`] SIGKILLs the whole group and waits
+/// for the child, so no early return or `?` can leave a zombie or a stray
+/// script behind. Signalling the group by the child's pid is only safe
+/// while the child is unreaped: until then the pid (and so the group id)
+/// cannot be reused by an unrelated process. Every method here respects
+/// that; the guard is consumed by the reap.
+pub struct Child {
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+    reaped: bool,
+}
+
+impl Child {
+    /// Take ownership of the freshly forked `pid`, put it in a process group
+    /// of its own (the child does the same itself: whichever runs first
+    /// wins, and the group exists before either side relies on it), and
+    /// open a pidfd for it. On error the child is already killed and reaped.
+    pub fn adopt(pid: i32) -> io::Result<Child> {
+        let mut child = Child {
+            pid,
+            pidfd: None,
+            reaped: false,
+        };
+        // EACCES means the child already exec'd, after its own setpgid.
+        let _ = setpgid(pid, pid);
+        child.pidfd = Some(pidfd_open(pid)?);
+        Ok(child)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// A descriptor that polls readable once the child has exited.
+    pub fn exit_fd(&self) -> RawFd {
+        self.pidfd.as_ref().map_or(-1, |fd| fd.as_raw_fd())
+    }
+
+    /// SIGKILL the child's process group (and the child itself, in case it
+    /// left the group). Errors (ESRCH: nobody left) are ignored.
+    pub fn kill_group(&self) {
+        let _ = kill(-self.pid, SIGKILL);
+        let _ = kill(self.pid, SIGKILL);
+    }
+
+    /// Wait for the child (blocking) and release the guard. Even on error
+    /// (ECHILD: someone else reaped it) the pid is no longer ours, so the
+    /// guard's drop will not signal it.
+    pub fn reap(mut self) -> io::Result<WaitStatus> {
+        self.reaped = true;
+        waitpid(self.pid)
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.reaped {
+            return;
+        }
+        self.kill_group();
+        // ECHILD would mean someone else reaped it (SIGCHLD ignored, or a
+        // waitpid(-1) elsewhere): nothing left to do then.
+        let _ = waitpid(self.pid);
+    }
+}
