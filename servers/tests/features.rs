@@ -1250,6 +1250,9 @@ fn upload_concurrent(ctx: &Ctx) {
                 if !is_hex32(&name) {
                     return Err(format!("#{i}: bad Location {loc:?}"));
                 }
+                // Close the upload connection first: an idle keep-alive
+                // connection would hold one of threadpool's workers.
+                drop(c);
                 let mut c = Conn::try_connect(addr).map_err(|e| format!("#{i} connect: {e}"))?;
                 let g = c
                     .try_read_after(&get_req(&loc))

@@ -1547,14 +1547,15 @@ pub fn dir_names(dir: &Path) -> Vec<String> {
     v
 }
 
-/// The fds of `pid` whose link target lies under `dir` (e.g. open temp files).
+/// The fds of `pid` whose link target lies under `dir`, `dir` itself
+/// excluded (e.g. open temp files, not the directory descriptor).
 pub fn open_files_under(pid: u32, dir: &Path) -> Vec<String> {
     let canon = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let mut out = Vec::new();
     if let Ok(d) = fs::read_dir(format!("/proc/{pid}/fd")) {
         for e in d.flatten() {
             if let Ok(t) = fs::read_link(e.path()) {
-                if t.starts_with(&canon) || t.starts_with(dir) {
+                if (t.starts_with(&canon) && t != canon) || (t.starts_with(dir) && t != dir) {
                     out.push(t.display().to_string());
                 }
             }
