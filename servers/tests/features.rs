@@ -361,6 +361,7 @@ fn temp_files(dir: &Path) -> Vec<String> {
 // ---------------------------------------------------------------------------
 
 struct Ctx<'a> {
+    variant: &'static str,
     addr: SocketAddr,
     pid: u32,
     fx: &'a Fixture,
@@ -472,6 +473,7 @@ fn run_variant(variant: &'static str) {
     let baseline_fds = server.stable_fd_count();
     let baseline_listing = server.fd_listing();
     let ctx = Ctx {
+        variant,
         addr: server.addr,
         pid: server.pid,
         fx: &fx,
@@ -1335,11 +1337,21 @@ fn upload_aborted(ctx: &Ctx, how: Abort) {
             c.send(&raw);
         }
     }
-    // Give the server the chance to start writing the body (the temp file is
-    // open), bounded; some designs buffer first, so this is not asserted.
-    let saw_temp = wait_until(Duration::from_secs(2), Duration::from_millis(10), || {
-        !open_files_under(ctx.pid, &ctx.fx.data).is_empty() || !temp_files(&ctx.fx.data).is_empty()
+    // Wait (bounded) until the server has consumed everything sent so far
+    // (its socket's receive queue is empty) or has a temp file open: the
+    // abort then really happens mid-body.
+    let (sport, cport) = (ctx.addr.port(), c.stream.local_addr().unwrap().port());
+    let mut unread = None;
+    let mid_body = wait_until(Duration::from_secs(3), Duration::from_millis(5), || {
+        unread = server_unread_bytes(sport, cport);
+        unread == Some(0)
+            || !open_files_under(ctx.pid, &ctx.fx.data).is_empty()
+            || !temp_files(&ctx.fx.data).is_empty()
     });
+    println!(
+        "[{}] aborted upload ({how:?}): body consumed or temp file open before the abort: {mid_body} (server's unread bytes: {unread:?})",
+        ctx.variant
+    );
     match how {
         Abort::Rst => c.reset(),
         _ => drop(c),
@@ -1360,7 +1372,7 @@ fn upload_aborted(ctx: &Ctx, how: Abort) {
     });
     assert!(
         settled,
-        "upload aborted mid-body ({how:?}; server had a temp file open: {saw_temp}): within 5 s the data dir must be as before and the connection closed\nbefore: {before:?}\nafter:  {now:?}\nfiles still open under the data dir: {:?}\nlast /stats: {last_stats}",
+        "upload aborted mid-body ({how:?}; body consumed or temp file open before the abort: {mid_body}): within 5 s the data dir must be as before and the connection closed\nbefore: {before:?}\nafter:  {now:?}\nfiles still open under the data dir: {:?}\nlast /stats: {last_stats}",
         open_files_under(ctx.pid, &ctx.fx.data)
     );
 }
@@ -1979,16 +1991,19 @@ fn sigterm_during_upload(variant: &'static str) {
         );
         let piece = 64 * 1024;
         c.send(&body[..2 * piece]);
-        // The server is receiving the body: a temp file is open (or, for a
-        // design that buffers first, at least the connection is accepted).
+        // The server is receiving the body: it has consumed what was sent
+        // (its socket's receive queue is empty) or has a temp file open.
         let data = fx.data.clone();
         let pid = server.pid;
-        let started = wait_until(Duration::from_secs(3), Duration::from_millis(10), || {
-            !open_files_under(pid, &data).is_empty() || !temp_files(&data).is_empty()
+        let (sport, cport) = (server.addr.port(), c.stream.local_addr().unwrap().port());
+        let started = wait_until(Duration::from_secs(3), Duration::from_millis(5), || {
+            server_unread_bytes(sport, cport) == Some(0)
+                || !open_files_under(pid, &data).is_empty()
+                || !temp_files(&data).is_empty()
         });
-        if !started {
-            println!("[{variant}] sigterm_during_upload: no temp file seen within 3 s; signalling anyway");
-        }
+        println!(
+            "[{variant}] SIGTERM during upload: body being consumed before the signal: {started}"
+        );
         server.signal(libc::SIGTERM);
         let mut off = 2 * piece;
         while off < LEN {
@@ -2025,7 +2040,8 @@ fn sigterm_during_sleep(variant: &'static str) {
         let before = threads_in_nanosleep(server.pid);
         let mut c = server.conn();
         c.send(&get_req("/sleep?ms=1500"));
-        wait_for_new_sleeper(server.pid, before);
+        let seen = wait_for_new_sleeper(server.pid, before);
+        println!("[{variant}] SIGTERM during /sleep: sleep seen started: {seen}");
         server.signal(libc::SIGTERM);
         c.read_response(false)
             .expect_status(200, "/sleep?ms=1500 in flight across SIGTERM")
@@ -2180,6 +2196,9 @@ fn shed_epoll_threads(variant: &'static str) {
             other.is_empty() && shed >= 1 && ok >= 1,
             "three /sleep?ms=1500 with --workers 1 --work-queue 1: expected at least one 200 and one 503, got {ok} x 200, {shed} x 503, others: {other:?}"
         );
+        println!(
+            "[{variant}] three /sleep with one worker and a queue of one: {ok} x 200, {shed} x 503"
+        );
         let n = stat_u64(&stats(server.addr), "shed");
         assert_eq!(n, shed, "/stats shed must count the {shed} 503(s), got {n}");
         get(server.addr, "/sleep?ms=1").expect_status(200, "/sleep after shedding");
@@ -2208,6 +2227,7 @@ fn one_loop_not_blocked_by_sleep(variant: &'static str) {
             .expect_status(200, "/plaintext while a /sleep runs")
             .expect_body(b"Hello, World!", "/plaintext while a /sleep runs");
         let sleep_ready = poll_readable(&[&sleeper.stream], Duration::ZERO)[0];
+        println!("[{variant}] one loop: sleep seen started: {seen}; sleep readable when /plaintext answered: {sleep_ready}");
         assert!(
             !sleep_ready,
             "with --threads 1 the /plaintext response must arrive while the /sleep?ms=2000 connection is still waiting (sleep seen started: {seen}); the sleep's connection was already readable"
@@ -2234,6 +2254,7 @@ fn single_loop_stalls_during_sleep(variant: &'static str) {
         // The single loop finished the sleep (and wrote its response) before
         // it could serve /plaintext: the sleep's response is already there.
         let sleep_ready = poll_readable(&[&sleeper.stream], Duration::ZERO)[0];
+        println!("[{variant}] single loop: sleep seen started: {seen}; sleep readable when /plaintext answered: {sleep_ready}");
         assert!(
             sleep_ready,
             "epoll (one loop) runs /sleep inline: when /plaintext's response arrives the /sleep response must already be readable (sleep seen started: {seen})"

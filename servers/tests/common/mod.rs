@@ -1620,3 +1620,23 @@ impl Conn {
         })
     }
 }
+
+/// Bytes the server has not yet read on its end of the TCP connection
+/// between server port `server_port` and client port `client_port`
+/// (`rx_queue` of that socket in /proc/net/tcp); None if not found. Zero
+/// means the server application has consumed everything the client sent.
+pub fn server_unread_bytes(server_port: u16, client_port: u16) -> Option<u64> {
+    let text = fs::read_to_string("/proc/net/tcp").ok()?;
+    let port_of = |addr: &str| {
+        addr.rsplit_once(':')
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+    };
+    text.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 5 || port_of(f[1]) != Some(server_port) || port_of(f[2]) != Some(client_port) {
+            return None;
+        }
+        let (_, rx) = f[4].split_once(':')?;
+        u64::from_str_radix(rx, 16).ok()
+    })
+}
