@@ -11,12 +11,15 @@
 //!    --max-body-bytes 262144 --cgi-dir TMP/cgi --cgi-timeout 1s --data-dir
 //!    TMP/data`, docroot TMP/root with a `example.com/` virtual host) runs the
 //!    cases of [`main_cases`] one after another: /sleep (200, 400), /stats
-//!    `shed`, CGI (environment, stdin echo, Status from the script, 502 on
-//!    broken output, 403/404, confinement to --cgi-dir incl. symlinks and
-//!    encoded `..`, 504 on timeout with the whole process group killed and
-//!    no zombie), uploads (Content-Length and chunked, read back, DELETE,
-//!    405 + Allow, bad names, 413 storing nothing, 20 concurrent uploads,
-//!    uploads aborted mid-body by FIN or RST leaving the data dir as it was),
+//!    `shed`, CGI (environment, stdin echo incl. chunked and 200 KiB bodies,
+//!    Status from the script, 502 on broken output, 403/404, confinement to
+//!    --cgi-dir incl. symlinks and encoded `..`, 504 on timeout with the
+//!    whole process group killed and no zombie), uploads (Content-Length and
+//!    chunked, read back, DELETE, 405 + Allow, bad names, a body of exactly
+//!    --max-body-bytes stored and one byte more 413 storing nothing, 20
+//!    concurrent uploads, uploads aborted mid-body by FIN or RST leaving the
+//!    data dir as it was — "mid-body" observed as the server's socket
+//!    receive queue drained, from /proc/net/tcp),
 //!    sessions (cookie attributes, counting, forged ids never echoed) and
 //!    virtual hosts (Host case/port, unknown and hostile hosts). A failure is
 //!    collected with the case name and the run goes on; after every case a
@@ -30,7 +33,8 @@
 //!    (`--access-log-max-bytes 2000 --access-log-keep 3`); SIGTERM during a
 //!    slowly sent 1 MiB upload (`--max-body-bytes 2097152`), during
 //!    `/sleep?ms=1500` and during a CGI script (each: complete response,
-//!    exit 0, no process left).
+//!    exit 0, no process left); `--shutdown-timeout 1s` with a 4 s sleep in
+//!    flight (exit 0; threadpool and epoll-threads drop that connection).
 //! 3. Variant-specific cases: threadpool `--threads 1 --queue 1` and
 //!    epoll-threads `--workers 1 --work-queue 1` shed with 503 + Retry-After
 //!    and count it in /stats `shed`; epoll-threads `--threads 1` serves
@@ -443,6 +447,10 @@ fn own_server_cases(variant: &str) -> Vec<(&'static str, OwnCase)> {
         ("sigterm_during_upload_completes_201", sigterm_during_upload),
         ("sigterm_during_sleep_completes_200", sigterm_during_sleep),
         ("sigterm_during_cgi_completes_and_reaps", sigterm_during_cgi),
+        (
+            "shutdown_timeout_ends_a_longer_sleep_exit_0",
+            shutdown_timeout,
+        ),
     ];
     match variant {
         "threadpool" => v.push(("shed_threadpool_queue_full_503", shed_threadpool)),
@@ -734,6 +742,20 @@ fn cgi_echo(ctx: &Ctx, body: &[u8]) {
 
 fn cgi_post_body_on_stdin(ctx: &Ctx) {
     cgi_echo(ctx, &pseudo_random_bytes(30_000, 0xC61));
+
+    // A chunked body reaches the script decoded, with its CONTENT_LENGTH.
+    let body = pseudo_random_bytes(20_000, 0xC63);
+    let mut raw = b"POST /cgi-bin/echo HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/x-chunked\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    raw.extend(chunked(&body));
+    let r = ctx.fetch(&raw, false);
+    let what = "POST /cgi-bin/echo with a chunked 20000-byte body";
+    r.expect_status(200, what);
+    let mut expected = b"method=POST length=20000 type=text/x-chunked\n".to_vec();
+    expected.extend_from_slice(&body);
+    r.expect_body(
+        &expected,
+        &format!("{what} (decoded body on stdin, CONTENT_LENGTH 20000)"),
+    );
 }
 
 /// 200 KiB in and out: more than a pipe buffer (64 KiB) each way, so a
@@ -1165,6 +1187,15 @@ fn upload_bad_names(ctx: &Ctx) {
 }
 
 fn upload_413(ctx: &Ctx) {
+    // Exactly at the limit is not over it: stored.
+    let body = pseudo_random_bytes(MAX_BODY, 0x414);
+    let r = ctx.fetch(&post("/upload", &body), false);
+    let name = upload_name(
+        &r,
+        &format!("POST /upload of exactly --max-body-bytes {MAX_BODY} bytes"),
+    );
+    read_back(ctx, &name, &body, "upload at the limit");
+
     let before = dir_names(&ctx.fx.data);
     // Content-Length over the limit: 413 without the body being sent.
     let mut c = ctx.conn();
@@ -1605,6 +1636,7 @@ struct LogReq {
 
 const LOG_UA: &str = "features-test/1.0 (access log)";
 const LOG_REFERER: &str = "http://referer.example/page?q=1";
+const LOG_UA_QUOTES: &str = r#"evil "quoted" \ agent"#;
 
 /// `n` mixed requests: /plaintext, /json, HEAD, 404s, 405, a 400, HTTP/1.0,
 /// uploads, /sleep?ms=10, with and without `Connection: close`. The first
@@ -1663,6 +1695,13 @@ fn mixed_requests(n: usize) -> Vec<LogReq> {
                     r.raw = raw_request("DELETE", "/json", "localhost", close_hdr, b"");
                     r.status = 405;
                 }
+                5 if i == 15 => {
+                    // Quotes and a backslash in a logged field must not break
+                    // the line's shape (escaped).
+                    let mut h = vec![("User-Agent", LOG_UA_QUOTES)];
+                    h.extend_from_slice(close_hdr);
+                    r.raw = raw_request("GET", "/json", "localhost", &h, b"");
+                }
                 5 => {
                     let mut h = vec![("User-Agent", LOG_UA), ("Referer", LOG_REFERER)];
                     h.extend_from_slice(close_hdr);
@@ -1719,16 +1758,29 @@ struct LogLine {
     ua: String,
 }
 
-/// A quoted field with `\"` / `\\` escapes; returns (content, rest).
+/// A quoted field; returns (content, rest). Escapes: `\xHH` (nginx style)
+/// and `\"`, `\\` (Apache style).
 fn quoted(s: &str) -> Option<(String, &str)> {
     let s = s.strip_prefix('"')?;
-    let mut out = String::new();
-    let mut it = s.char_indices();
-    while let Some((i, ch)) = it.next() {
-        match ch {
-            '"' => return Some((out, &s[i + 1..])),
-            '\\' => out.push(it.next()?.1),
-            c => out.push(c),
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' => return Some((String::from_utf8_lossy(&out).into_owned(), &s[i + 1..])),
+            b'\\' if b.get(i + 1) == Some(&b'x') => {
+                let hex = std::str::from_utf8(b.get(i + 2..i + 4)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 4;
+            }
+            b'\\' => {
+                out.push(*b.get(i + 1)?);
+                i += 2;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
         }
     }
     None
@@ -1865,6 +1917,11 @@ fn access_log_exact(variant: &'static str) {
         assert_eq!(
             ua_lines, ua_sent,
             "lines with the sent User-Agent and Referer quoted back"
+        );
+        let quoted_ua = lines.iter().filter(|l| l.ua == LOG_UA_QUOTES).count();
+        assert_eq!(
+            quoted_ua, 1,
+            "the User-Agent {LOG_UA_QUOTES:?} (quotes, backslash) must be logged once, escaped inside its quotes"
         );
         assert_eq!(
             lines[0].request, "GET /first-request-marker HTTP/1.1",
@@ -2097,6 +2154,49 @@ fn sigterm_during_cgi(variant: &'static str) {
                 gone,
                 "the CGI script process is still there after the server exited: {left:?}"
             );
+        },
+    );
+}
+
+/// `--shutdown-timeout 1s` with a `/sleep?ms=4000` in flight at SIGTERM:
+/// exit status 0 on every variant. threadpool and epoll-threads drop the
+/// connection at the timeout (the server is gone before the sleep ends, so
+/// no response arrives); blocking and epoll cannot interrupt the handler on
+/// their only thread, so there the response may still come.
+fn shutdown_timeout(variant: &'static str) {
+    let fx = Fixture::build();
+    with_server(
+        variant,
+        &fx.root,
+        &opts_with(&["--shutdown-timeout", "1s"]),
+        |server| {
+            let before = threads_in_nanosleep(server.pid);
+            let mut c = server.conn();
+            c.send(&get_req("/sleep?ms=4000"));
+            wait_for_new_sleeper(server.pid, before);
+            server.signal(libc::SIGTERM);
+            match server.wait_exit(IO_TIMEOUT) {
+                Some(st) => assert!(
+                    st.success(),
+                    "exit status after SIGTERM past --shutdown-timeout: {st} (expected 0)"
+                ),
+                None => panic!(
+                    "the server did not exit within {IO_TIMEOUT:?} of SIGTERM with --shutdown-timeout 1s"
+                ),
+            }
+            let got = c.try_read_response(false);
+            if matches!(variant, "threadpool" | "epoll-threads") {
+                assert!(
+                    got.is_err(),
+                    "{variant} can drop a connection at --shutdown-timeout: the server exited, yet the 4 s sleep was answered\n{}",
+                    got.map(|r| r.summary()).unwrap_or_default()
+                );
+            } else if let Ok(r) = got {
+                r.expect_status(
+                    200,
+                    "/sleep answered before exit (handler not interruptible)",
+                );
+            }
         },
     );
 }
