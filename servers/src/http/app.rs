@@ -48,8 +48,11 @@ pub struct Job {
     work: Box<dyn FnOnce() -> Finished + Send>,
     /// Told about the response whichever way it came: produced by `work`,
     /// or a 503 because the job was refused (the access log's hook).
-    after: Option<Box<dyn FnOnce(&Finished) + Send>>,
+    after: Option<AfterHook>,
 }
+
+/// See [`Job::then`].
+type AfterHook = Box<dyn FnOnce(&Finished) + Send>;
 
 impl Job {
     pub fn new(work: impl FnOnce() -> Finished + Send + 'static) -> Job {
