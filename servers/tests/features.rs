@@ -428,11 +428,21 @@ fn main_cases() -> Vec<(&'static str, MainCase)> {
         }),
         ("session_new_then_counted", session_counted),
         (
+            "session_50_concurrent_visits_counted_exactly",
+            session_concurrent,
+        ),
+        (
             "session_forged_cookie_gets_new_session_never_echoed",
             session_forged,
         ),
         ("vhost_host_header_selects_root", vhost_select),
         ("vhost_hostile_hosts_never_outside_root", vhost_hostile),
+        // Last: on a server that breaks on them the cases above still ran.
+        ("sleep_with_a_request_pipelined_behind_it", sleep_pipelined),
+        (
+            "cgi_client_gone_script_still_killed_and_reaped",
+            cgi_client_gone,
+        ),
     ]
 }
 
@@ -644,6 +654,32 @@ fn sleep_cases(ctx: &Ctx) {
     ] {
         ctx.get(bad)
             .expect_status(400, &format!("GET {bad} (missing or non-digit ms)"));
+    }
+}
+
+/// A second request arrives on the connection while its /sleep runs: both
+/// are answered, in order (blocking: the first, then close).
+fn sleep_pipelined(ctx: &Ctx) {
+    let before = threads_in_nanosleep(ctx.pid);
+    let mut c = ctx.conn();
+    // A 300 ms sleep: 5 s is a generous liveness bound.
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    c.send(&get_req("/sleep?ms=300"));
+    wait_for_new_sleeper(ctx.pid, before);
+    c.send(&get_req("/plaintext"));
+    let r = c
+        .try_read_response(false)
+        .unwrap_or_else(|e| panic!("GET /sleep?ms=300 with GET /plaintext pipelined behind it while it sleeps: no response ({e})"));
+    r.expect_status(200, "GET /sleep?ms=300 (a request pipelined behind it)")
+        .expect_body(b"slept 300 ms\n", "GET /sleep?ms=300");
+    if ctx.variant != "blocking" {
+        let r = c.try_read_response(false).unwrap_or_else(|e| {
+            panic!("GET /plaintext pipelined behind a /sleep: no response ({e})")
+        });
+        r.expect_status(200, "GET /plaintext pipelined behind a /sleep")
+            .expect_body(b"Hello, World!", "GET /plaintext pipelined behind a /sleep");
     }
 }
 
@@ -930,6 +966,43 @@ fn cgi_timeout_kills_group(ctx: &Ctx) {
     assert!(
         gone,
         "5 s after the 504, the timed-out script (pid {}) and its grandchild `sleep` (pid {}) must be killed (whole process group) and reaped; still there:\n{}",
+        pids[0],
+        pids[1],
+        left.join("\n")
+    );
+}
+
+/// The client disconnects while `forever` runs: the script (and its
+/// grandchild) must still be killed at the timeout and reaped.
+fn cgi_client_gone(ctx: &Ctx) {
+    let pid_file = ctx.fx.run.join("forever.pids");
+    let _ = fs::remove_file(&pid_file);
+    let mut c = ctx.conn();
+    c.send(&get_req("/cgi-bin/forever"));
+    let mut text = String::new();
+    let started = wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
+        text = fs::read_to_string(&pid_file).unwrap_or_default();
+        !text.is_empty()
+    });
+    assert!(started, "the CGI script `forever` did not start within 5 s");
+    c.reset();
+    let pids: Vec<u32> = text
+        .split_whitespace()
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    assert_eq!(
+        pids.len(),
+        2,
+        "pid file should hold `script grandchild`: {text:?}"
+    );
+    let mut left = Vec::new();
+    let gone = wait_until(Duration::from_secs(8), Duration::from_millis(50), || {
+        left = cgi_leftovers(ctx.pid, &pids);
+        left.is_empty()
+    });
+    assert!(
+        gone,
+        "8 s after the client reset its connection (--cgi-timeout 1s), the script (pid {}) and its grandchild (pid {}) must be killed and reaped; still there:\n{}",
         pids[0],
         pids[1],
         left.join("\n")
@@ -1509,6 +1582,49 @@ fn session_counted(ctx: &Ctx) {
     let (other, ov) = session_of(&ctx.get("/session"), "GET /session (second client)");
     assert_ne!(other, id, "two new sessions got the same id");
     assert_eq!(ov, 1);
+}
+
+/// 10 clients x 5 visits with the same cookie, concurrently: every visit
+/// counted once.
+fn session_concurrent(ctx: &Ctx) {
+    let (id, _) = session_of(&ctx.get("/session"), "GET /session (no cookie)");
+    let addr = ctx.addr;
+    let handles: Vec<_> = (0..10)
+        .map(|t| {
+            let cookie = format!("sid={id}");
+            std::thread::spawn(move || -> Result<(), String> {
+                for k in 0..5 {
+                    let mut c = Conn::try_connect(addr).map_err(|e| format!("connect: {e}"))?;
+                    let r = c.try_read_after(&req("GET", "/session", &[("Cookie", &cookie)]))?;
+                    if r.status != 200 {
+                        return Err(format!("client {t} visit {k}: {}", r.summary()));
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    let errors: Vec<String> = handles
+        .into_iter()
+        .filter_map(|h| match h.join() {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(p) => Some(panic_message(&*p)),
+        })
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "concurrent visits failed:\n{}",
+        errors.join("\n")
+    );
+    let cookie = format!("sid={id}");
+    let r = ctx.fetch(&req("GET", "/session", &[("Cookie", &cookie)]), false);
+    let (id2, visits) = session_of(&r, "GET /session after 50 concurrent visits");
+    assert_eq!(id2, id, "the session changed");
+    assert_eq!(
+        visits, 52,
+        "1 + 50 concurrent + 1 visits must give 52, got {visits}"
+    );
 }
 
 fn session_forged(ctx: &Ctx) {
