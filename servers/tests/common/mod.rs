@@ -1434,3 +1434,209 @@ fn parse_value(b: &[u8], i: &mut usize) -> Result<Json, String> {
         Some(c) => Err(format!("unexpected byte {:?} at {i}", *c as char)),
     }
 }
+
+// ---------------------------------------------------------------------------
+// Processes, directories and response heads (added for tests/features.rs)
+// ---------------------------------------------------------------------------
+
+/// One line of `/proc/PID/stat`, the fields the tests look at.
+#[derive(Clone, Debug)]
+pub struct ProcStat {
+    pub pid: u32,
+    pub comm: String,
+    /// `R`, `S`, `D`, `Z`, ...
+    pub state: char,
+    pub ppid: u32,
+    pub pgrp: u32,
+}
+
+/// `/proc/PID/stat` of one process, if it exists.
+pub fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = s.find('(')?;
+    let close = s.rfind(')')?;
+    let comm = s.get(open + 1..close)?.to_string();
+    let mut it = s.get(close + 1..)?.split_whitespace();
+    let state = it.next()?.chars().next()?;
+    let ppid = it.next()?.parse().ok()?;
+    let pgrp = it.next()?.parse().ok()?;
+    Some(ProcStat {
+        pid,
+        comm,
+        state,
+        ppid,
+        pgrp,
+    })
+}
+
+/// Every process visible in /proc.
+pub fn all_processes() -> Vec<ProcStat> {
+    let mut out = Vec::new();
+    if let Ok(d) = fs::read_dir("/proc") {
+        for e in d.flatten() {
+            if let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) {
+                if let Some(st) = proc_stat(pid) {
+                    out.push(st);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Processes whose parent is `pid` (zombies included).
+pub fn children_of(pid: u32) -> Vec<ProcStat> {
+    all_processes()
+        .into_iter()
+        .filter(|p| p.ppid == pid)
+        .collect()
+}
+
+/// Whether `pid` still runs: it exists and is not a zombie. A zombie whose
+/// parent is `unreaped_by` counts as running (its parent has not reaped it).
+pub fn process_lingers(pid: u32, unreaped_by: u32) -> Option<ProcStat> {
+    proc_stat(pid).filter(|p| p.state != 'Z' || p.ppid == unreaped_by)
+}
+
+/// How many threads of `pid` are blocked in nanosleep/clock_nanosleep right
+/// now (from /proc/PID/task/TID/syscall); None if that is not readable.
+pub fn threads_in_nanosleep(pid: u32) -> Option<usize> {
+    let d = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut readable = false;
+    let mut n = 0;
+    for e in d.flatten() {
+        if let Ok(s) = fs::read_to_string(e.path().join("syscall")) {
+            readable = true;
+            let nr = s
+                .split_whitespace()
+                .next()
+                .and_then(|t| t.parse::<libc::c_long>().ok());
+            if nr == Some(libc::SYS_nanosleep) || nr == Some(libc::SYS_clock_nanosleep) {
+                n += 1;
+            }
+        }
+    }
+    readable.then_some(n)
+}
+
+/// Wait (bounded by 3 s) until more threads of `pid` sleep than `before`
+/// (from [`threads_in_nanosleep`]): the event "a sleep handler started".
+/// Without /proc access, waits 300 ms instead. Returns whether it was seen.
+pub fn wait_for_new_sleeper(pid: u32, before: Option<usize>) -> bool {
+    match before {
+        Some(b) => wait_until(Duration::from_secs(3), Duration::from_millis(5), || {
+            threads_in_nanosleep(pid).is_some_and(|n| n > b)
+        }),
+        None => {
+            std::thread::sleep(Duration::from_millis(300));
+            false
+        }
+    }
+}
+
+/// Sorted file names in `dir` (empty if unreadable).
+pub fn dir_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The fds of `pid` whose link target lies under `dir`, `dir` itself
+/// excluded (e.g. open temp files, not the directory descriptor).
+pub fn open_files_under(pid: u32, dir: &Path) -> Vec<String> {
+    let canon = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mut out = Vec::new();
+    if let Ok(d) = fs::read_dir(format!("/proc/{pid}/fd")) {
+        for e in d.flatten() {
+            if let Ok(t) = fs::read_link(e.path()) {
+                if (t.starts_with(&canon) && t != canon) || (t.starts_with(dir) && t != dir) {
+                    out.push(t.display().to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+impl Conn {
+    /// Read one response head (status line and headers) and no body, with
+    /// none of [`Conn::try_read_response`]'s Content-Length rules: for 204
+    /// responses, which must not carry a body (nor, per RFC 9110, a
+    /// Content-Length).
+    pub fn try_read_head_only(&mut self) -> Result<Response, String> {
+        let mut head_raw = Vec::new();
+        let mut lines = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            let n = (&mut self.reader)
+                .take(16 * 1024)
+                .read_until(b'\n', &mut line)
+                .map_err(|e| format!("read error ({:?}: {e}) in the head", e.kind()))?;
+            head_raw.extend_from_slice(&line);
+            if n == 0 {
+                return Err(format!(
+                    "EOF before the end of the head [{}]",
+                    excerpt(&head_raw, 500)
+                ));
+            }
+            if head_raw.len() > 64 * 1024 || !line.ends_with(b"\r\n") {
+                return Err(format!("bad head [{}]", excerpt(&head_raw, 500)));
+            }
+            line.truncate(line.len() - 2);
+            if line.is_empty() {
+                break;
+            }
+            lines.push(String::from_utf8_lossy(&line).into_owned());
+        }
+        let head_str = String::from_utf8_lossy(&head_raw).into_owned();
+        let status_line = lines.first().ok_or("empty head")?;
+        let mut parts = status_line.splitn(3, ' ');
+        let version = parts.next().unwrap_or("").to_string();
+        let status = parts
+            .next()
+            .and_then(|c| c.parse::<u16>().ok())
+            .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+        let reason = parts.next().unwrap_or("").to_string();
+        let mut headers = Vec::new();
+        for l in &lines[1..] {
+            let (n, v) = l
+                .split_once(':')
+                .ok_or_else(|| format!("header line without colon: {l:?}\n{head_str}"))?;
+            headers.push((n.to_string(), v.trim().to_string()));
+        }
+        Ok(Response {
+            version,
+            status,
+            reason,
+            headers,
+            body: Vec::new(),
+            head_raw: head_str,
+        })
+    }
+}
+
+/// Bytes the server has not yet read on its end of the TCP connection
+/// between server port `server_port` and client port `client_port`
+/// (`rx_queue` of that socket in /proc/net/tcp); None if not found. Zero
+/// means the server application has consumed everything the client sent.
+pub fn server_unread_bytes(server_port: u16, client_port: u16) -> Option<u64> {
+    let text = fs::read_to_string("/proc/net/tcp").ok()?;
+    let port_of = |addr: &str| {
+        addr.rsplit_once(':')
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+    };
+    text.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 5 || port_of(f[1]) != Some(server_port) || port_of(f[2]) != Some(client_port) {
+            return None;
+        }
+        let (_, rx) = f[4].split_once(':')?;
+        u64::from_str_radix(rx, 16).ok()
+    })
+}
