@@ -1,8 +1,8 @@
-//! Feature suite for the issue-7 features (/sleep, CGI, uploads, sessions,
-//! virtual hosts, access log, graceful shutdown, load shedding), run against
-//! all four server binaries as real processes on ephemeral ports. The
-//! contract tested is `/work/scratch/features-contract.md` (mirrored in
-//! DESIGN.md §4).
+//! Feature suite for the server features beyond the benchmark endpoints
+//! (/sleep, CGI, uploads, sessions, virtual hosts, access log, graceful
+//! shutdown, load shedding), run against all four server binaries as real
+//! processes on ephemeral ports. The contract tested is the README's "What
+//! every variant serves" and its option table.
 //!
 //! One `#[test]` per variant (`features_<variant>`), so cargo runs the four
 //! variants in parallel while each variant's cases run in sequence:
