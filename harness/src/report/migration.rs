@@ -59,7 +59,7 @@ pub fn render(path: &Path, bars: &[MigrationBar], info: &RunInfo) -> io::Result<
             "no server to draw a bar for",
         ));
     }
-    let title = "Where the CPU time goes: user space → kernel, by architecture";
+    let title = "Where each server's CPU time goes, in architecture order";
     let subtitle = "share of perf cpu-clock samples per bucket (DESIGN §7 classifier) · \
                     user space at the bottom (warm), kernel above (cool) · each bar sums to 100%";
     page(path, title, subtitle, info, |body| chart(body, bars))
@@ -87,6 +87,7 @@ fn chart(body: &Area, bars: &[MigrationBar]) -> io::Result<()> {
         .axis_desc_style(text_style(18, &INK))
         .bold_line_style(GRID_BOLD)
         .light_line_style(GRID_LIGHT)
+        .y_max_light_lines(1)
         .draw())?;
 
     let half = 0.3;
