@@ -59,7 +59,7 @@ profile VARIANT *FLAGS: build-profiling
     cargo build --release -p harness --bins
     ./target/release/harness profile --variant {{VARIANT}} {{FLAGS}}
 
-# Profile every variant and nginx under the same load (~2.5 min): profiles/, profiles/buckets.csv, results/bottleneck-migration.png and the profile section of results/summary.md.
+# Profile every variant and nginx under the same load (~2 min): profiles/, profiles/buckets.csv, results/bottleneck-migration.png and the profile section of results/summary.md.
 profile-all *FLAGS: build-profiling
     cargo build --release -p harness --bins
     ./target/release/harness profile --all {{FLAGS}}

@@ -54,7 +54,7 @@ makes with -C force-frame-pointers=yes, so perf's frame-pointer unwinding (-g) s
 stacks; without it (plain release build) user stacks stop after one frame. nginx is Debian's
 stripped binary: its own frames are unnamed.
 
-Time: about --warmup + --duration + --syscall-duration + 7 s per server (~2.5 min for --all with
+Time: about --warmup + --duration + --syscall-duration + 7 s per server (~2 min for --all with
 the defaults). Progress goes to stderr. A server that cannot start, or dies while profiled, is
 reported with its stderr tail and the others go on; the exit status is then 1.
 
