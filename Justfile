@@ -49,3 +49,17 @@ bench VARIANT *FLAGS:
 bench-quick *FLAGS:
     cargo build --release -p servers -p harness --bins
     ./target/release/harness bench --quick --out target/bench-quick {{FLAGS}}
+
+# Build the servers with frame pointers into target/frame-pointers/release, where `harness profile` looks for them: perf's -g (frame-pointer unwinding) then sees whole user stacks.
+build-profiling:
+    RUSTFLAGS="-C force-frame-pointers=yes" cargo build --release --target-dir target/frame-pointers -p servers --bins
+
+# Profile one server (a variant or nginx) under load with perf record -e cpu-clock -g into profiles/VARIANT/ (~20 s); flags pass through (`harness profile --help`).
+profile VARIANT *FLAGS: build-profiling
+    cargo build --release -p harness --bins
+    ./target/release/harness profile --variant {{VARIANT}} {{FLAGS}}
+
+# Profile every variant and nginx under the same load (~2 min): profiles/, profiles/buckets.csv, results/bottleneck-migration.png and the profile section of results/summary.md.
+profile-all *FLAGS: build-profiling
+    cargo build --release -p harness --bins
+    ./target/release/harness profile --all {{FLAGS}}

@@ -245,6 +245,23 @@ fn writes_every_file() {
 }
 
 #[test]
+fn the_profile_section_of_summary_md_survives_a_bench_report() {
+    use harness::profile::summary::{BEGIN, END};
+    let tmp = tempfile::tempdir().unwrap();
+    let md = tmp.path().join("summary.md");
+    let section = format!("{BEGIN}\n## Profiles\n\nkept\n{END}");
+    fs::write(&md, format!("# old bench text\n\n{section}\n")).unwrap();
+    for _ in 0..2 {
+        write_all(tmp.path(), &rows(), &info(200)).unwrap();
+    }
+    let text = fs::read_to_string(&md).unwrap();
+    assert!(text.starts_with("# Bench results"), "{text}");
+    assert!(!text.contains("old bench text"), "{text}");
+    assert_eq!(text.matches(BEGIN).count(), 1, "{text}");
+    assert!(text.trim_end().ends_with(&section), "{text}");
+}
+
+#[test]
 fn empty_input_is_an_error() {
     let tmp = tempfile::tempdir().unwrap();
     let err = write_all(&tmp.path().join("r"), &[], &info(200)).unwrap_err();

@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -180,6 +180,18 @@ impl Client {
 
     /// Run `load` to completion and read what it measured.
     pub fn run(&self, load: &Load, scratch: &Path, tag: &str) -> Result<Measured, ClientError> {
+        self.start(load, scratch, tag)?.finish()
+    }
+
+    /// Start `load` in the background (the profiler records the server
+    /// while it runs); [`RunningClient::finish`] waits for it and reads
+    /// what it measured.
+    pub fn start(
+        &self,
+        load: &Load,
+        scratch: &Path,
+        tag: &str,
+    ) -> Result<RunningClient, ClientError> {
         let args = self.args(load, scratch, tag).map_err(ClientError::Failed)?;
         let out_path = scratch.join(format!("{tag}.out"));
         let err_path = scratch.join(format!("{tag}.err"));
@@ -196,33 +208,70 @@ impl Client {
             .stderr(open(&err_path)?);
         process::confine(&mut cmd, &self.cpus)
             .map_err(|e| ClientError::Failed(format!("preparing CPU pinning: {e}")))?;
-        let mut child = cmd.spawn().map_err(|e| {
+        let child = cmd.spawn().map_err(|e| {
             ClientError::Failed(format!("starting {}: {e}", self.program.display()))
         })?;
-        let deadline = Instant::now() + load.duration + OVERRUN;
+        Ok(RunningClient {
+            kind: self.kind,
+            child,
+            duration: load.duration,
+            deadline: Instant::now() + load.duration + OVERRUN,
+            out_path,
+            err_path,
+            json_path,
+        })
+    }
+}
+
+/// A client run in progress. Dropping it kills the client.
+pub struct RunningClient {
+    kind: ClientKind,
+    child: Child,
+    duration: Duration,
+    deadline: Instant,
+    out_path: PathBuf,
+    err_path: PathBuf,
+    json_path: PathBuf,
+}
+
+impl RunningClient {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it has exited (without reaping it for good: `finish` still
+    /// reads its status).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Wait for the run to end (Ctrl-C stops it early; a hang past its
+    /// duration is killed) and read what it measured.
+    pub fn finish(mut self) -> Result<Measured, ClientError> {
+        let (out_path, err_path) = (self.out_path.clone(), self.err_path.clone());
         let status: ExitStatus = loop {
-            if let Ok(Some(st)) = child.try_wait() {
+            if let Ok(Some(st)) = self.child.try_wait() {
                 break st;
             }
             if process::interrupted() {
                 // Both clients stop early on SIGINT; the partial run is
                 // discarded.
-                process::signal(child.id(), libc::SIGINT);
+                process::signal(self.child.id(), libc::SIGINT);
                 let until = Instant::now() + Duration::from_secs(2);
-                while Instant::now() < until && matches!(child.try_wait(), Ok(None)) {
+                while Instant::now() < until && matches!(self.child.try_wait(), Ok(None)) {
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                process::signal_group(child.id(), libc::SIGKILL);
-                let _ = child.wait();
+                process::signal_group(self.child.id(), libc::SIGKILL);
+                let _ = self.child.wait();
                 return Err(ClientError::Interrupted);
             }
-            if Instant::now() >= deadline {
-                process::signal_group(child.id(), libc::SIGKILL);
-                let _ = child.wait();
+            if Instant::now() >= self.deadline {
+                process::signal_group(self.child.id(), libc::SIGKILL);
+                let _ = self.child.wait();
                 return Err(ClientError::Failed(format!(
                     "{} still running {OVERRUN:?} after its {:?} run: killed\n{}",
                     self.kind.name(),
-                    load.duration,
+                    self.duration,
                     output_tail(&out_path, &err_path)
                 )));
             }
@@ -236,8 +285,11 @@ impl Client {
         }
         match self.kind {
             ClientKind::Loadgen => {
-                let text = fs::read_to_string(&json_path).map_err(|e| {
-                    failed(format!("reading its --json {}: {e}", json_path.display()))
+                let text = fs::read_to_string(&self.json_path).map_err(|e| {
+                    failed(format!(
+                        "reading its --json {}: {e}",
+                        self.json_path.display()
+                    ))
                 })?;
                 parse_loadgen_json(&text).map_err(failed)
             }
@@ -245,6 +297,16 @@ impl Client {
                 let text = fs::read_to_string(&out_path).unwrap_or_default();
                 parse_wrk(&text).map_err(failed)
             }
+        }
+    }
+}
+
+impl Drop for RunningClient {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            process::signal_group(self.child.id(), libc::SIGKILL);
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }

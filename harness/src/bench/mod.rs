@@ -5,6 +5,7 @@
 //!   the CPU split);
 //! - [`sweep`]: the loop over servers × workloads × connection counts ×
 //!   trials, one [`schema::BenchRow`] per run;
+//! - [`launch`]: how each server is started (shared with `harness profile`);
 //! - [`server`]: a server under test as a pinned child process;
 //! - [`nginx`]: the reference server's config, rendered into a temp prefix;
 //! - [`client`]: loadgen or wrk, pinned, and what they measured;
@@ -15,6 +16,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod launch;
 pub mod nginx;
 pub mod process;
 pub mod schema;

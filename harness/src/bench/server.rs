@@ -190,6 +190,31 @@ impl Server {
         }
     }
 
+    /// The server's pid and those of its live descendants (nginx's workers,
+    /// a process-based variant's children), parents first: what a profiler
+    /// attaches to.
+    pub fn tree_pids(&self) -> Vec<u32> {
+        let mut pids = vec![self.pid()];
+        let mut seen = 0;
+        while seen < pids.len() {
+            let pid = pids[seen];
+            seen += 1;
+            let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+                continue;
+            };
+            for task in tasks.flatten() {
+                if let Ok(kids) = fs::read_to_string(task.path().join("children")) {
+                    for kid in kids.split_whitespace().filter_map(|k| k.parse().ok()) {
+                        if !pids.contains(&kid) {
+                            pids.push(kid);
+                        }
+                    }
+                }
+            }
+        }
+        pids
+    }
+
     /// Threads of the server's processes allowed outside `cpus`, described
     /// (None when every thread is confined as intended).
     pub fn check_affinity(&self, cpus: &[usize]) -> Option<String> {

@@ -8,7 +8,6 @@
 
 use std::env;
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -18,17 +17,14 @@ use crate::report::RunInfo;
 
 use super::cli::{format_duration, Plan, NGINX};
 use super::client::{Client, ClientError, ClientKind, Load, Measured};
+use super::launch::{
+    check_workload, LaunchError, Launcher, NGINX_KEEPALIVE_REQUESTS, NO_KEEPALIVE_CAP,
+};
 use super::nginx;
 use super::process::{self, format_cpus};
 use super::schema::BenchRow;
-use super::server::{http_get, Server, ServerCmd, StartError, Stopped};
+use super::server::{Server, Stopped};
 use super::workload::{Docroot, Workload};
-
-/// `--keepalive-requests` for the event-driven variants: no cap, like
-/// nginx's keepalive_requests 1000000.
-const NO_KEEPALIVE_CAP: &str = "0";
-/// nginx's keepalive_requests in the template.
-const NGINX_KEEPALIVE_REQUESTS: &str = "1000000";
 
 /// What a sweep produced.
 pub struct Outcome {
@@ -271,32 +267,25 @@ impl Sweep<'_> {
         let label = format!("{name} {workload}");
         let tag = format!("{name}-{workload}");
 
-        // nginx's port is picked before it starts, so another program may
-        // take it first: then it is tried again on another one.
-        let mut attempt = 0;
-        let (mut server, _prefix) = loop {
-            attempt += 1;
-            // nginx's prefix must outlive the server.
-            let (cmd, prefix) = match self.command(name) {
-                Ok(x) => x,
-                Err(why) => return self.fail(runs, format!("{label}: {why}")),
-            };
-            match Server::start(&cmd, &self.scratch, &tag) {
-                Ok(s) => break (s, prefix),
-                Err(StartError::Interrupted) => {
-                    self.interrupted = true;
-                    return;
-                }
-                Err(StartError::Failed { tail, .. })
-                    if cmd.port.is_some()
-                        && attempt < 3
-                        && tail.contains("Address already in use") => {}
-                Err(StartError::Failed { why, tail }) => {
-                    return self.fail(
-                        runs,
-                        with_tail(format!("{label}: did not start: {why}"), &tail),
-                    );
-                }
+        let launcher = Launcher {
+            plan,
+            docroot: self.docroot.path(),
+            nginx_bin: self.nginx_bin.clone(),
+            nofile_hard: self.nofile_hard,
+        };
+        // nginx's prefix must outlive the server.
+        let (mut server, _prefix) = match launcher.start(name, &self.scratch, &tag) {
+            Ok(started) => started,
+            Err(LaunchError::Interrupted) => {
+                self.interrupted = true;
+                return;
+            }
+            Err(LaunchError::Setup(why)) => return self.fail(runs, format!("{label}: {why}")),
+            Err(LaunchError::Failed { why, tail }) => {
+                return self.fail(
+                    runs,
+                    with_tail(format!("{label}: did not start: {why}"), &tail),
+                );
             }
         };
         eprintln!(
@@ -312,25 +301,10 @@ impl Sweep<'_> {
                 format_cpus(&plan.server_cpus)
             );
         }
-        match http_get(server.addr(), workload.path(), Duration::from_secs(5)) {
-            Ok((200, len)) if len == workload.body_len() => {}
-            Ok((status, len)) => {
-                let msg = format!(
-                    "{label}: GET {} answered {status} with {len} body bytes, expected 200 with {}",
-                    workload.path(),
-                    workload.body_len()
-                );
-                server.stop();
-                return self.fail(runs, msg);
-            }
-            Err(e) => {
-                let msg = with_tail(
-                    format!("{label}: GET {} failed: {e}", workload.path()),
-                    &server.stderr_tail(),
-                );
-                server.stop();
-                return self.fail(runs, msg);
-            }
+        if let Err(why) = check_workload(&server, workload) {
+            let msg = with_tail(format!("{label}: {why}"), &server.stderr_tail());
+            server.stop();
+            return self.fail(runs, msg);
         }
 
         let mut left = runs;
@@ -556,77 +530,6 @@ impl Sweep<'_> {
         }
     }
 
-    /// How to start `name`; for nginx also its rendered prefix (kept alive
-    /// by the caller while nginx runs).
-    fn command(&self, name: &str) -> Result<(ServerCmd, Option<nginx::Prefix>), String> {
-        let plan = self.plan;
-        if name == NGINX {
-            let bin = self.nginx_bin.clone().ok_or(nginx::INSTALL_HINT)?;
-            let port = free_port().map_err(|e| format!("finding a free port: {e}"))?;
-            let highest = *plan.conns.iter().max().unwrap_or(&1) as u64;
-            let settings = nginx::Settings {
-                port,
-                root: self.docroot.path(),
-                workers: plan.threads,
-                cpus: &plan.server_cpus,
-                min_connections: highest + 256,
-                max_nofile: (!process::is_root()).then_some(self.nofile_hard),
-                as_root: process::is_root(),
-            };
-            let prefix = nginx::Prefix::create(nginx::TEMPLATE, &settings)
-                .map_err(|e| format!("rendering the nginx config: {e}"))?;
-            prefix.test(&bin)?;
-            let cmd = ServerCmd {
-                name: name.to_string(),
-                program: bin,
-                args: prefix.start_args(),
-                cpus: plan.server_cpus.clone(),
-                port: Some(port),
-                extra_log: Some(prefix.error_log.clone()),
-            };
-            return Ok((cmd, Some(prefix)));
-        }
-        let program = plan.bin_dir.join(name);
-        if !program.is_file() {
-            return Err(format!(
-                "{} not found: build the variants with `cargo build --release -p servers --bins` \
-                 (they are looked up next to the harness binary; --bin-dir changes where)",
-                program.display()
-            ));
-        }
-        let mut args: Vec<std::ffi::OsString> = vec![
-            "--port".into(),
-            "0".into(),
-            "--root".into(),
-            self.docroot.path().into(),
-            "--cpus".into(),
-            format_cpus(&plan.server_cpus).into(),
-        ];
-        if Plan::is_multithreaded(name) {
-            args.extend([
-                "--threads".into(),
-                plan.server_threads(name).to_string().into(),
-            ]);
-        }
-        // The threadpool's request cap is what rotates its workers among
-        // clients (part of its model); blocking serves one request per
-        // connection whatever the flag says.
-        if !matches!(name, "threadpool" | "blocking") {
-            args.extend(["--keepalive-requests".into(), NO_KEEPALIVE_CAP.into()]);
-        }
-        Ok((
-            ServerCmd {
-                name: name.to_string(),
-                program,
-                args,
-                cpus: plan.server_cpus.clone(),
-                port: None,
-                extra_log: None,
-            },
-            None,
-        ))
-    }
-
     /// The settings every report file records.
     fn settings(&self, nginx_version: &Option<String>) -> Vec<(String, String)> {
         let p = self.plan;
@@ -734,11 +637,6 @@ fn pipeline_note(w: Workload) -> String {
 
 fn join(v: &[u32]) -> String {
     v.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
-}
-
-/// A port on 127.0.0.1 nothing listens on (bound, then released) for nginx.
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// `496 s` → `8m16s`; under a minute, `42s`.

@@ -1,6 +1,7 @@
-//! `harness`: the bench runner (and, later, profiling). This file is only
-//! the edge: the command line, the Ctrl-C handler, the report files, the
-//! messages and the exit code; the work is in `harness::bench`.
+//! `harness`: the bench runner and the profiler. This file is only the
+//! edge: the command line, the Ctrl-C handler, the report files, the
+//! messages and the exit code; the work is in `harness::bench` and
+//! `harness::profile`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,9 +9,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use harness::bench::{self, cli::BenchArgs, process, sweep};
+use harness::profile::cli::{ProfileArgs, Request};
+use harness::profile::perf::Perf;
+use harness::profile::{session, summary};
 use harness::report;
 
-/// Benchmarks for the server variants: sweeps, reports (and profiles, later).
+/// Benchmarks for the server variants: sweeps, reports and perf profiles.
 #[derive(Parser, Debug)]
 #[command(name = "harness", version, args_override_self = true)]
 struct Cli {
@@ -24,6 +28,11 @@ enum Command {
     /// disjoint CPUs, and write CSV, PNG and summary.md reports.
     #[command(args_override_self = true)]
     Bench(BenchArgs),
+    /// Put a variant (or nginx) under load and perf record it: perf report,
+    /// flame graph, time per bucket, syscalls per request; with --all, the
+    /// bottleneck-migration chart across every variant and nginx.
+    #[command(args_override_self = true)]
+    Profile(ProfileArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,16 +45,137 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Profile(args) => match profile_cmd(&args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("harness profile: {e:#}");
+                ExitCode::from(1)
+            }
+        },
     }
 }
 
-fn bench_cmd(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+/// The directory of this binary, where loadgen (and by default the servers) live.
+fn own_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the harness binary")?;
-    let bin_dir = exe
-        .parent()
+    exe.parent()
         .map(PathBuf::from)
-        .context("the harness binary has no parent directory")?;
-    let plan = match args.plan(bin_dir) {
+        .context("the harness binary has no parent directory")
+}
+
+fn profile_cmd(args: &ProfileArgs) -> anyhow::Result<ExitCode> {
+    let plan = match args.request(&own_dir()?) {
+        Ok(Request::Profile(p)) => p,
+        Ok(Request::Replot { out, results }) => {
+            let profiles = summary::load_profiles(&out)
+                .with_context(|| format!("reading the profiles in {}", out.display()))?;
+            if profiles.is_empty() {
+                eprintln!(
+                    "harness profile: no profile.json under {}: run `harness profile --all` first",
+                    out.display()
+                );
+                return Ok(ExitCode::from(1));
+            }
+            let paths = summary::write_aggregate(&out, &results, &profiles, &[])
+                .context("writing the combined files")?;
+            println!("Wrote:");
+            for p in paths {
+                println!("  {}", p.display());
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(msg) => {
+            eprintln!("harness profile: {msg}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let perf = match Perf::locate() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("harness profile: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let probe_dir = tempfile::Builder::new()
+        .prefix("profile-probe.")
+        .tempdir()
+        .context("creating a temp dir")?;
+    if let Err(e) = perf.check(probe_dir.path()) {
+        eprintln!("harness profile: {e}");
+        return Ok(ExitCode::from(1));
+    }
+    drop(probe_dir);
+    process::install_interrupt_handler().context("installing the Ctrl-C handler")?;
+    let outcome = match session::run(&plan, &perf) {
+        Ok(o) => o,
+        Err(msg) => {
+            eprintln!("harness profile: {msg}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+
+    if !outcome.profiles.is_empty() {
+        println!(
+            "\n{:<14} {:>9} {:>7} {:>9} {:>13} {:>10}",
+            "server", "samples", "user %", "kernel %", "syscalls/req", "req/s"
+        );
+        for p in &outcome.profiles {
+            println!(
+                "{:<14} {:>9} {:>7.1} {:>9.1} {:>13.2} {:>10}",
+                p.variant,
+                p.samples,
+                p.user_pct,
+                p.kernel_pct,
+                p.syscalls.per_request(),
+                sweep::thousands(p.load_req_per_s)
+            );
+        }
+        println!("\nWrote:");
+        for p in &outcome.profiles {
+            println!("  {}/", plan.out.join(&p.variant).display());
+        }
+    }
+    if plan.aggregate && !outcome.profiles.is_empty() && !outcome.interrupted {
+        let missing: Vec<String> = plan
+            .bench
+            .servers
+            .iter()
+            .filter(|s| !outcome.profiles.iter().any(|p| &p.variant == *s))
+            .cloned()
+            .collect();
+        let paths = summary::write_aggregate(&plan.out, &plan.results, &outcome.profiles, &missing)
+            .context("writing the combined files")?;
+        for p in paths {
+            println!("  {}", p.display());
+        }
+    }
+    if !outcome.notes.is_empty() {
+        eprintln!("\nNotes:");
+        for n in &outcome.notes {
+            eprintln!("  - {n}");
+        }
+    }
+    if !outcome.failures.is_empty() {
+        eprintln!("\n{} server(s) failed:", outcome.failures.len());
+        for f in &outcome.failures {
+            eprintln!("  - {}", f.trim_end().replace('\n', "\n    "));
+        }
+    }
+    if outcome.interrupted {
+        eprintln!("harness profile: interrupted; every server and perf run it started is stopped");
+        return Ok(ExitCode::from(130));
+    }
+    Ok(
+        if outcome.failures.is_empty() && !outcome.profiles.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
+}
+
+fn bench_cmd(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let plan = match args.plan(own_dir()?) {
         Ok(p) => p,
         Err(msg) => {
             eprintln!("harness bench: {msg}");

@@ -3,11 +3,14 @@
 //! One module per output: [`csv`] writes the tidy rows and the medians,
 //! [`summarize`] computes the medians, `plot` draws the charts (with a font
 //! compiled in, see `font`) and `markdown` ties them into `summary.md`.
+//! `migration` draws `harness profile`'s bottleneck-migration chart with the
+//! same page layout.
 
 pub mod csv;
 mod font;
 mod format;
 mod markdown;
+mod migration;
 mod plot;
 pub mod summarize;
 mod variants;
@@ -18,6 +21,15 @@ use std::path::{Path, PathBuf};
 
 use crate::bench::schema::BenchRow;
 use crate::machine::Machine;
+use crate::profile::summary::existing_section;
+
+pub use migration::{colour as bucket_colour, render as render_migration, MigrationBar};
+
+/// Report order of two server names: the variants in architecture order,
+/// unknown names after them, nginx last.
+pub fn variant_order(a: &str, b: &str) -> std::cmp::Ordering {
+    variants::cmp(a, b)
+}
 
 /// What a report says about the run besides its rows.
 #[derive(Debug, Clone)]
@@ -64,7 +76,16 @@ pub fn write_all(dir: &Path, rows: &[BenchRow], info: &RunInfo) -> io::Result<Ve
     }
 
     let md = dir.join("summary.md");
-    fs::write(&md, markdown::render(rows, &summary, info, &charts)).map_err(|e| in_file(&md, e))?;
+    let mut text = markdown::render(rows, &summary, info, &charts);
+    // The profile section (`harness profile --all`) is not the bench's to drop.
+    if let Some(profile) = fs::read_to_string(&md)
+        .ok()
+        .as_deref()
+        .and_then(existing_section)
+    {
+        text = format!("{}\n\n{profile}\n", text.trim_end());
+    }
+    fs::write(&md, text).map_err(|e| in_file(&md, e))?;
     written.push(md);
     Ok(written)
 }

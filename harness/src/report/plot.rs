@@ -33,13 +33,13 @@ const LEGEND_WIDTH: u32 = 210;
 const HEAD_HEIGHT: u32 = 78;
 const FOOTER_LINE: u32 = 21;
 
-const INK: RGBColor = RGBColor(25, 25, 25);
-const MUTED: RGBColor = RGBColor(90, 90, 90);
-const GRID_BOLD: RGBColor = RGBColor(215, 215, 215);
-const GRID_LIGHT: RGBColor = RGBColor(238, 238, 238);
+pub(super) const INK: RGBColor = RGBColor(25, 25, 25);
+pub(super) const MUTED: RGBColor = RGBColor(90, 90, 90);
+pub(super) const GRID_BOLD: RGBColor = RGBColor(215, 215, 215);
+pub(super) const GRID_LIGHT: RGBColor = RGBColor(238, 238, 238);
 const FOOTER_RULE: RGBColor = RGBColor(200, 200, 200);
 
-type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+pub(super) type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 
 /// One chart written by [`render_workload`].
 #[derive(Debug, Clone)]
@@ -235,11 +235,11 @@ fn clients_text(rows: &[&SummaryRow]) -> String {
 }
 
 /// Map a drawing error to an io::Error.
-fn io<T, E: Display>(r: Result<T, E>) -> io::Result<T> {
+pub(super) fn io<T, E: Display>(r: Result<T, E>) -> io::Result<T> {
     r.map_err(|e| io::Error::other(format!("drawing chart: {e}")))
 }
 
-fn text_style(size: u32, colour: &'static RGBColor) -> TextStyle<'static> {
+pub(super) fn text_style(size: u32, colour: &'static RGBColor) -> TextStyle<'static> {
     (FAMILY, size).into_font().color(colour)
 }
 
@@ -249,7 +249,7 @@ fn bold_style(size: u32, colour: &'static RGBColor) -> TextStyle<'static> {
 }
 
 /// A 1200×700 PNG at `path`: title, subtitle, `body` and the footer.
-fn page(
+pub(super) fn page(
     path: &Path,
     title: &str,
     subtitle: &str,
@@ -344,7 +344,7 @@ fn footer_lines(area: &Area, info: &RunInfo, style: &TextStyle) -> io::Result<Ve
 }
 
 /// Split `body` into the plot and the legend column.
-fn with_legend<'a>(body: &Area<'a>) -> (Area<'a>, Area<'a>) {
+pub(super) fn with_legend<'a>(body: &Area<'a>) -> (Area<'a>, Area<'a>) {
     body.split_horizontally(WIDTH - LEGEND_WIDTH)
 }
 

@@ -1,0 +1,857 @@
+//! The bucket classifier of DESIGN §7: every perf sample lands in exactly
+//! one bucket, decided by walking its stack from the leaf toward the root.
+//!
+//! The walk, for one sample (frames leaf first, inferno's `_[k]` marking
+//! kernel frames, compiler suffixes such as `.isra.0` stripped first):
+//!
+//! 1. A kernel frame listed in [`PASS_THROUGH`] is skipped: a generic helper
+//!    (an unlock that re-enables interrupts, softirq plumbing, an allocator,
+//!    a mitigation thunk) says nothing about why the CPU was there; its
+//!    caller does.
+//! 2. A kernel frame matching a rule of [`KERNEL_RULES`] decides: the rules
+//!    are tried in table order (memcpy, scheduler, futex/locks, epoll,
+//!    VFS/sendfile, TCP/IP, syscall entry/exit, process), first match wins.
+//!    Frames that match nothing (timekeeping, rb-trees, list checks, LSM
+//!    hooks...) are walked past like pass-through ones.
+//! 3. The first user-space frame ends the walk, and so does a hardware
+//!    interrupt's entry ([`INTERRUPT_ENTRIES`]). If the sample was taken in
+//!    the kernel (some kernel frame was seen) and no rule matched, it is
+//!    [`Bucket::OtherKernel`], the explicit catch-all: timer interrupts and
+//!    RCU callbacks that happened to run in the server's context, and
+//!    whatever else the table does not name. Its size is printed with every
+//!    profile so a growing catch-all is noticed, not hidden. If the sample was
+//!    taken in user space, its leaf decides: [`LIBC_ALLOC`] names →
+//!    [`Bucket::LibcAlloc`], anything else → [`Bucket::App`].
+//!
+//! So a sample's bucket is kernel exactly when it was taken in kernel mode:
+//! the user/kernel split never depends on the table, only the split inside
+//! each side does.
+//!
+//! Patterns: `name` matches exactly, `prefix*` matches names starting with
+//! `prefix`. The table was built from the stacks of every variant and nginx
+//! under load on the project's machine (Linux 6.18): its names are what
+//! `perf script` printed there.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a sample's CPU time went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Bucket {
+    /// The server's own code (Rust std included: it is linked into the app).
+    App,
+    /// libc (syscall wrappers, mem*/str*), the allocators, the vDSO.
+    LibcAlloc,
+    /// Kernel copies and fills, user copies and their hardening checks.
+    Memcpy,
+    /// Context switches, wake-ups, run-queue bookkeeping.
+    Scheduler,
+    /// Futexes, spinning on kernel locks, mutexes and semaphores.
+    FutexLocks,
+    /// epoll_wait/epoll_ctl and readiness callbacks.
+    Epoll,
+    /// The file layer: read/write/writev on a socket fd, fd tables, socket
+    /// files, inodes and dentries created and freed, sendfile and splice.
+    VfsSendfile,
+    /// Sockets, TCP, IP, the loopback device, skb management, softirq RX.
+    TcpIp,
+    /// Kernel entry and exit around every syscall.
+    SyscallEntry,
+    /// fork/exec/exit and address-space work (page faults, mmap).
+    Process,
+    /// Kernel samples no rule names (see the module docs).
+    OtherKernel,
+}
+
+impl Bucket {
+    /// Every bucket in stacking order: user space first (the bottom of a
+    /// bar), then the kernel, the catch-all last.
+    pub const ALL: [Bucket; 11] = [
+        Bucket::App,
+        Bucket::LibcAlloc,
+        Bucket::Memcpy,
+        Bucket::Scheduler,
+        Bucket::FutexLocks,
+        Bucket::Epoll,
+        Bucket::VfsSendfile,
+        Bucket::TcpIp,
+        Bucket::SyscallEntry,
+        Bucket::Process,
+        Bucket::OtherKernel,
+    ];
+
+    /// The name used in CSV files, tables and legends.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bucket::App => "app",
+            Bucket::LibcAlloc => "libc/alloc",
+            Bucket::Memcpy => "memcpy",
+            Bucket::Scheduler => "scheduler",
+            Bucket::FutexLocks => "futex/locks",
+            Bucket::Epoll => "epoll",
+            Bucket::VfsSendfile => "VFS/sendfile",
+            Bucket::TcpIp => "TCP/IP",
+            Bucket::SyscallEntry => "syscall entry/exit",
+            Bucket::Process => "process",
+            Bucket::OtherKernel => "other kernel",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Bucket> {
+        Bucket::ALL.into_iter().find(|b| b.name() == name)
+    }
+
+    pub fn is_kernel(self) -> bool {
+        !matches!(self, Bucket::App | Bucket::LibcAlloc)
+    }
+
+    /// `user` or `kernel`.
+    pub fn space(self) -> &'static str {
+        if self.is_kernel() {
+            "kernel"
+        } else {
+            "user"
+        }
+    }
+}
+
+impl std::fmt::Display for Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One row of the rule table.
+#[derive(Debug)]
+pub struct Rule {
+    pub bucket: Bucket,
+    pub patterns: &'static [&'static str],
+}
+
+/// A group of pass-through helpers and why they never decide.
+#[derive(Debug)]
+pub struct PassThrough {
+    pub why: &'static str,
+    pub patterns: &'static [&'static str],
+}
+
+/// Kernel helpers the walk passes through to their caller.
+#[rustfmt::skip]
+pub const PASS_THROUGH: &[PassThrough] = &[
+    PassThrough {
+        why: "interrupts or softirqs are re-enabled here: under cpu-clock in a VM the \
+              sampling timer fires late and the sample lands on the unlock, not on the \
+              work done under the lock",
+        patterns: &[
+            "_raw_spin_unlock*", "_raw_read_unlock*", "_raw_write_unlock*",
+            "__raw_callee_save___pv_queued_spin_unlock*", "__local_bh_enable_ip",
+            "local_bh_enable", "rcu_nocb_unlock_irqrestore",
+        ],
+    },
+    PassThrough {
+        why: "softirq plumbing: the handler below it is the work (on loopback, the receive \
+              side of a send runs here, in the sender's context)",
+        patterns: &[
+            "handle_softirqs", "__do_softirq", "do_softirq", "__softirqentry_text_start",
+            "irq_exit_rcu", "__irq_exit_rcu", "irq_enter_rcu",
+        ],
+    },
+    PassThrough {
+        why: "memory allocators and their memcg accounting serve whoever allocates \
+              (an skb, a socket, a page fault)",
+        patterns: &[
+            "kmalloc*", "__kmalloc*", "kmem_cache_alloc*", "kmem_cache_free*", "__kmem_cache_*",
+            "kfree", "kvfree", "kvmalloc*", "___slab_alloc", "__slab_alloc", "__slab_free",
+            "slab_update_freelist", "allocate_slab", "setup_object", "get_partial_node",
+            "put_cpu_partial", "__put_partials", "build_detached_freelist", "__free_slab",
+            "__memcg_slab_*", "obj_cgroup_*", "refill_obj_stock", "refill_stock",
+            "__account_obj_stock", "mod_memcg_state", "mod_node_page_state", "__mod_memcg_*",
+            "memcg1_account_kmem", "page_counter_*", "try_charge_memcg", "__css_rstat_updated",
+            "alloc_pages*", "__alloc_pages*", "alloc_frozen_pages*", "__alloc_frozen_pages*",
+            "get_page_from_freelist", "__rmqueue*", "rmqueue*", "free_frozen_page*",
+            "__free_frozen_pages", "free_unref_*", "__free_pages*", "free_pages*",
+            "free_tail_page_prepare", "__zone_watermark_ok", "__get_pfnblock_flags_mask",
+            "mempolicy_slab_node", "policy_nodemask", "clear_page*",
+        ],
+    },
+    PassThrough {
+        why: "speculative-execution mitigation thunks: a return or indirect call of the caller",
+        patterns: &[
+            "__x86_return_thunk", "__x86_indirect_thunk*", "srso_*", "retbleed_*", "__pfx_*",
+        ],
+    },
+    PassThrough {
+        why: "LSM hooks, RCU read side and list debugging checks, done on behalf of the caller",
+        patterns: &[
+            "security_*", "bpf_lsm_*", "__rcu_read_lock", "__rcu_read_unlock", "__list_add_valid*",
+            "__list_del_entry_valid*",
+        ],
+    },
+];
+
+/// Hardware interrupt entries end the walk like the user boundary does:
+/// what runs inside a timer or IPI interrupt (a tick, RCU callbacks) is not
+/// the doing of the code it happened to interrupt, so a sample whose frames
+/// up to here matched nothing is [`Bucket::OtherKernel`], not charged to the
+/// interrupted TCP or app code.
+#[rustfmt::skip]
+pub const INTERRUPT_ENTRIES: &[&str] = &[
+    "asm_sysvec_*", "sysvec_*", "__sysvec_*", "asm_common_interrupt", "common_interrupt",
+    "__common_interrupt",
+];
+
+/// The kernel rules, in the order DESIGN §7 gives them: for one frame the
+/// first rule that matches wins (which is why e.g. `tcp_poll` is epoll and
+/// not TCP/IP, and `sock_read_iter` VFS).
+#[rustfmt::skip]
+pub const KERNEL_RULES: &[Rule] = &[
+    Rule {
+        bucket: Bucket::Memcpy,
+        patterns: &[
+            "copy_user_*", "rep_movs_alternative", "rep_stos_alternative", "memcpy*", "__memcpy*",
+            "__pi_memcpy", "memmove*", "__memmove*", "memset*", "__memset*", "__pi_memset",
+            "_copy_to_iter", "_copy_from_iter", "copy_page_to_iter", "copy_page_from_iter",
+            "simple_copy_to_iter", "_copy_to_user", "_copy_from_user", "copyin", "copyout",
+            "__put_user*", "__get_user*", "copy_iovec_from_user", "move_addr_to_user",
+            "csum_partial_copy*",
+            // hardened-usercopy checks run on every copy to or from user space
+            "__check_object_size", "check_stack_object", "__virt_addr_valid",
+        ],
+    },
+    Rule {
+        bucket: Bucket::Scheduler,
+        patterns: &[
+            "schedule", "schedule_*", "__schedule", "preempt_schedule*", "__cond_resched",
+            "_cond_resched", "finish_task_switch", "__switch_to*", "switch_mm*", "context_switch",
+            "prepare_task_switch", "pick_next_*", "__pick_next_*", "put_prev_*", "set_next_*",
+            "enqueue_task*", "enqueue_entity", "dequeue_task*", "dequeue_entit*", "update_curr*",
+            "update_load_avg", "__update_load_avg*", "update_cfs_group", "update_rq_clock*",
+            "reweight_*", "try_to_wake_up", "wake_up_process", "wake_up_q", "ttwu_*",
+            "select_task_rq*", "select_idle_*", "wakeup_preempt*", "check_preempt*",
+            "resched_curr", "psi_*", "sched_*", "__sched_*", "do_sched_yield", "newidle_balance",
+            "load_balance", "update_sd_lb_stats", "update_group_capacity", "idle_cpu",
+            "raw_spin_rq_lock*", "task_tick*", "wait_woken", "do_nanosleep", "hrtimer_nanosleep",
+            // restoring user FPU state is deferred from a context switch
+            "switch_fpu_return", "restore_fpregs_from_fpstate", "fpregs_restore_userregs",
+        ],
+    },
+    Rule {
+        bucket: Bucket::FutexLocks,
+        patterns: &[
+            "futex_*", "__futex_*", "do_futex", "get_futex_key", "queued_spin_lock_slowpath",
+            "native_queued_spin_lock_slowpath", "__pv_queued_spin_lock_slowpath",
+            "_raw_spin_lock*", "_raw_spin_trylock*", "_raw_read_lock*", "_raw_write_lock*",
+            "mutex_lock*", "mutex_unlock", "__mutex_*", "mutex_spin_on_owner", "down_read*",
+            "down_write*", "up_read", "up_write", "rwsem_*", "osq_lock", "osq_unlock", "rt_mutex*",
+        ],
+    },
+    Rule {
+        bucket: Bucket::Epoll,
+        patterns: &[
+            "ep_*", "__ep_*", "do_epoll_*", "__do_sys_epoll_*", "epoll_*", "eventpoll_*",
+            // readiness checks made by epoll for each ready socket
+            "sock_poll", "tcp_poll",
+        ],
+    },
+    Rule {
+        bucket: Bucket::VfsSendfile,
+        patterns: &[
+            "vfs_*", "ksys_*", "do_iter_*", "do_readv", "do_writev", "rw_verify_area",
+            "new_sync_read", "new_sync_write", "do_sendfile", "splice_*", "do_splice*",
+            "__splice_*", "direct_splice_actor", "iter_file_splice_write", "generic_file_*",
+            "filemap_*", "fdget*", "__fdget*", "__fget*", "fget*", "fput*", "__fput*", "____fput",
+            "filp_*", "fd_install", "alloc_fd", "get_unused_fd_flags", "close_fd*",
+            "file_close_fd*", "__close_fd*", "alloc_empty_file", "alloc_file_pseudo", "init_file",
+            "file_init_path", "file_f_owner_release", "do_sys_open*", "do_filp_open",
+            "path_openat", "do_open", "link_path_walk", "walk_component", "lookup_fast",
+            "path_lookupat", "filename_lookup", "step_into", "d_alloc*", "__d_alloc",
+            "d_instantiate*", "__d_instantiate", "dput", "__dentry_kill", "dentry_*",
+            "d_flags_for_inode", "iput", "evict", "alloc_inode", "new_inode*", "inode_*",
+            "__destroy_inode", "destroy_inode", "clear_inode", "fsnotify*", "__fsnotify*",
+            "dnotify_flush", "locks_remove_posix", "locks_free_lock_context", "mntput*", "mntget",
+            "lockref_*", "truncate_inode_pages*", "stream_open", "errseq_sample",
+            // the socket's file operations and its inode
+            "sock_read_iter", "sock_write_iter", "sock_alloc_inode", "sock_free_inode",
+            "sock_alloc_file",
+        ],
+    },
+    Rule {
+        bucket: Bucket::TcpIp,
+        patterns: &[
+            "tcp*", "__tcp*", "bbr_*", "bictcp_*", "cubictcp_*", "inet*", "__inet*", "ip_*",
+            "__ip_*", "ipv4_*", "ip6_*", "raw_local_deliver", "raw_v4_input", "icmp_*", "sk_*",
+            "__sk_*", "sock_*", "__sock_*", "sockfd_lookup*", "lock_sock*", "release_sock",
+            "__release_sock", "skb_*", "__skb_*", "___skb_*", "kfree_skb*", "__kfree_skb*",
+            "consume_skb", "napi_*", "__napi_*", "alloc_skb*", "__alloc_skb", "build_skb*",
+            "__build_skb*", "__copy_skb_header", "net_*", "__net_*", "netif_*", "__netif_*",
+            "netdev_*", "process_backlog", "enqueue_to_backlog", "dev_*", "__dev_*", "loopback_*",
+            "eth_*", "validate_xmit_*", "sch_*", "qdisc_*", "__qdisc_*", "nf_*", "__nf_*", "dst_*",
+            "__dst_*", "fib_*", "neigh_*", "xfrm*", "__xfrm*",
+            // the socket syscalls (sendto, recvfrom, accept4, setsockopt, shutdown)
+            "__sys_*", "do_accept",
+        ],
+    },
+    Rule {
+        bucket: Bucket::SyscallEntry,
+        patterns: &[
+            "entry_SYSCALL_64*", "entry_SYSRETQ*", "syscall_return_via_sysret", "do_syscall_64",
+            "x64_sys_call", "__x64_sys_*", "syscall_*", "exit_to_user_mode*",
+            "__exit_to_user_mode*", "arch_exit_to_user_mode*", "irqentry_*",
+            "__rseq_handle_notify_resume", "rseq_*", "clear_bhb_loop",
+        ],
+    },
+    Rule {
+        bucket: Bucket::Process,
+        patterns: &[
+            "kernel_clone", "copy_process", "__do_sys_clone*", "dup_mm*", "dup_mmap", "do_execve*",
+            "bprm_*", "load_elf_binary", "begin_new_exec", "do_exit", "do_group_exit", "exit_mm",
+            "exit_mmap", "exit_files", "exit_notify", "kernel_wait4", "do_wait",
+            "wait_consider_task", "release_task", "mmput", "__mmput", "mmdrop*", "__mmdrop",
+            "pgd_free", "asm_exc_page_fault", "exc_page_fault", "do_user_addr_fault",
+            "handle_mm_fault", "__handle_mm_fault", "handle_pte_fault", "do_anonymous_page",
+            "do_fault", "do_wp_page", "wp_page_copy", "do_pte_missing", "do_mmap", "mmap_region",
+            "__mmap_region", "vm_mmap*", "vm_munmap", "do_vmi_*", "__do_munmap", "do_brk_flags",
+            "__do_sys_brk", "do_madvise", "madvise_*", "unmap_*", "zap_*", "free_pgtables",
+            "tlb_*", "flush_tlb_*", "task_mm_cid_work",
+        ],
+    },
+];
+
+/// User-space leaf frames that are libc, an allocator or the vDSO rather
+/// than the server's code. Symbols perf could not name appear as the
+/// module in brackets (`[libc.so.6]`).
+#[rustfmt::skip]
+pub const LIBC_ALLOC: &[&str] = &[
+    // glibc malloc and the Rust allocator shims
+    "malloc", "free", "calloc", "realloc", "cfree", "posix_memalign", "aligned_alloc", "memalign",
+    "_int_*", "malloc_*", "__malloc_*", "tcache_*", "__rust_alloc*", "__rust_dealloc",
+    "__rust_realloc", "__rdl_*", "__rg_*", "alloc::alloc::*", "alloc::raw_vec::*",
+    "<alloc::alloc::Global as core::alloc::Allocator>*",
+    // string and memory routines
+    "__mem*", "__str*", "memcpy", "memmove", "memset", "memchr", "memrchr", "memcmp", "bcmp",
+    "strlen", "strchr", "strcmp",
+    // syscall wrappers and other glibc internals
+    "__libc_*", "__GI_*", "_dl_*", "__tls_get_addr", "__errno_location", "syscall", "read",
+    "__read", "write", "__write", "readv", "writev", "__writev", "send", "__send", "recv",
+    "__recv", "sendto", "__sendto", "recvfrom", "__recvfrom", "sendmsg", "recvmsg", "sendfile*",
+    "epoll_wait", "epoll_pwait*", "epoll_ctl", "accept", "accept4", "close", "__close", "shutdown",
+    "setsockopt", "getsockopt", "openat*", "__open*", "fstat*", "__fstat*", "nanosleep",
+    "__nanosleep", "clock_nanosleep*", "__clock_nanosleep*", "sched_yield", "__sched_yield",
+    "pthread_*", "__pthread_*", "___pthread_*", "__lll_*", "lll_*", "__futex*", "clock_gettime*",
+    "__clock_gettime*", "__vdso_*", "__cvdso_*",
+    // unnamed code in these modules
+    "[vdso]", "[libc.so*", "[libc-*", "[ld-linux*", "[libpthread*", "[libm.so*", "[libgcc_s*",
+];
+
+/// Whether `pattern` (`name` or `prefix*`) matches `name`.
+pub fn matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => name == pattern,
+    }
+}
+
+/// Compiler suffixes on a clone of a function: `.isra.N`, `.constprop.N`,
+/// `.part.N`, `.cold` (and `.llvm.N`, `.lto_priv.N`), in any combination.
+const CLONE_SUFFIXES: [&str; 6] = ["isra", "constprop", "part", "cold", "llvm", "lto_priv"];
+
+/// `finish_task_switch.isra.0` → `finish_task_switch`;
+/// `foo.constprop.0.isra.0` → `foo`; `do_softirq.part.0` → `do_softirq`.
+/// A dotted tail that is not made of clone suffixes (a C static such as
+/// `buf.0`) is kept.
+pub fn strip_suffixes(name: &str) -> &str {
+    let mut end = name.len();
+    let mut cut = None;
+    while let Some(dot) = name[..end].rfind('.') {
+        let seg = &name[dot + 1..end];
+        if CLONE_SUFFIXES.contains(&seg) {
+            cut = Some(dot);
+        } else if seg.is_empty() || !seg.bytes().all(|b| b.is_ascii_digit()) {
+            break;
+        }
+        end = dot;
+    }
+    match cut {
+        Some(c) if c > 0 => &name[..c],
+        _ => name,
+    }
+}
+
+/// A collapsed frame without inferno's annotation, and whether it is a
+/// kernel frame (`_[k]`).
+pub fn split_annotation(frame: &str) -> (&str, bool) {
+    if let Some(name) = frame.strip_suffix("_[k]") {
+        (name, true)
+    } else if let Some(name) = frame
+        .strip_suffix("_[i]")
+        .or_else(|| frame.strip_suffix("_[j]"))
+    {
+        (name, false)
+    } else {
+        (frame, false)
+    }
+}
+
+/// What one (stripped) kernel frame means to the walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameRole {
+    /// In [`PASS_THROUGH`].
+    PassThrough,
+    /// In [`INTERRUPT_ENTRIES`]: the walk stops.
+    Interrupt,
+    /// Matches a rule: this bucket.
+    Decides(Bucket),
+    /// Matches nothing: walked past.
+    Unmatched,
+}
+
+/// The role of a kernel frame name (suffixes already stripped).
+pub fn kernel_role(name: &str) -> FrameRole {
+    if INTERRUPT_ENTRIES.iter().any(|p| matches(p, name)) {
+        return FrameRole::Interrupt;
+    }
+    if PASS_THROUGH
+        .iter()
+        .any(|g| g.patterns.iter().any(|p| matches(p, name)))
+    {
+        return FrameRole::PassThrough;
+    }
+    for rule in KERNEL_RULES {
+        if rule.patterns.iter().any(|p| matches(p, name)) {
+            return FrameRole::Decides(rule.bucket);
+        }
+    }
+    FrameRole::Unmatched
+}
+
+/// The bucket of a sample taken in user space, from its leaf frame.
+pub fn user_bucket(leaf: &str) -> Bucket {
+    let name = strip_suffixes(leaf);
+    if LIBC_ALLOC.iter().any(|p| matches(p, name)) {
+        Bucket::LibcAlloc
+    } else {
+        Bucket::App
+    }
+}
+
+/// A sample's bucket and the frame that decided it (None when the walk ran
+/// out of frames or ended at user space with nothing matched).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub bucket: Bucket,
+    pub decided_by: Option<String>,
+}
+
+/// The classifier, remembering the role of every kernel frame name it has
+/// seen (a profile has a few thousand distinct names in up to a few hundred
+/// thousand frames).
+#[derive(Debug, Default)]
+pub struct Classifier {
+    roles: HashMap<String, FrameRole>,
+}
+
+impl Classifier {
+    pub fn new() -> Classifier {
+        Classifier::default()
+    }
+
+    /// Classify one stack given root first, as in a collapsed line without
+    /// its leading process name.
+    pub fn classify(&mut self, root_to_leaf: &[&str]) -> Verdict {
+        let mut saw_kernel = false;
+        for frame in root_to_leaf.iter().rev() {
+            let (name, kernel) = split_annotation(frame);
+            if !kernel {
+                if saw_kernel {
+                    return Verdict {
+                        bucket: Bucket::OtherKernel,
+                        decided_by: None,
+                    };
+                }
+                return Verdict {
+                    bucket: user_bucket(name),
+                    decided_by: Some(name.to_string()),
+                };
+            }
+            saw_kernel = true;
+            let name = strip_suffixes(name);
+            let role = match self.roles.get(name) {
+                Some(r) => *r,
+                None => {
+                    let r = kernel_role(name);
+                    self.roles.insert(name.to_string(), r);
+                    r
+                }
+            };
+            match role {
+                FrameRole::Decides(bucket) => {
+                    return Verdict {
+                        bucket,
+                        decided_by: Some(name.to_string()),
+                    }
+                }
+                FrameRole::Interrupt => {
+                    return Verdict {
+                        bucket: Bucket::OtherKernel,
+                        decided_by: None,
+                    }
+                }
+                FrameRole::PassThrough | FrameRole::Unmatched => {}
+            }
+        }
+        Verdict {
+            bucket: if saw_kernel {
+                Bucket::OtherKernel
+            } else {
+                Bucket::App
+            },
+            decided_by: None,
+        }
+    }
+}
+
+/// Frames at which a complete user stack starts: the program's or a
+/// thread's entry. With frame pointers most user stacks reach one.
+const ENTRY_FRAMES: [&str; 8] = [
+    "_start",
+    "__libc_start_main",
+    "__libc_start_call_main",
+    "start_thread",
+    "clone",
+    "clone3",
+    "__clone",
+    "__clone3",
+];
+
+/// Samples counted into buckets, with what the summary needs besides.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Breakdown {
+    /// Samples per bucket, indexed like [`Bucket::ALL`].
+    pub counts: [u64; 11],
+    pub total: u64,
+    /// Self samples per leaf frame (`name [k]` for kernel frames).
+    pub leaves: HashMap<String, u64>,
+    /// Samples with user frames, and those whose user stack reaches the
+    /// program's or a thread's entry (a measure of how well the unwinder did).
+    pub with_user_frames: u64,
+    pub complete_user_stacks: u64,
+    /// Samples per (bucket, frame that decided it); for the catch-all and
+    /// user samples the leaf frame. Shows a reader which rules carry the
+    /// weight and what falls through.
+    pub deciders: HashMap<(Bucket, String), u64>,
+}
+
+impl Breakdown {
+    /// Classify collapsed stacks (`comm;root;...;leaf COUNT` per line, as
+    /// inferno's perf collapser writes them). Lines that do not parse are
+    /// an error naming the line: a silently skipped line would shift every
+    /// share.
+    pub fn from_collapsed(text: &str) -> Result<Breakdown, String> {
+        let mut b = Breakdown::default();
+        let mut classifier = Classifier::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let (stack, count) = parse_collapsed_line(line)
+                .ok_or_else(|| format!("collapsed line {} unreadable: {line:?}", i + 1))?;
+            b.add(&mut classifier, stack, count);
+        }
+        Ok(b)
+    }
+
+    /// Add `count` samples of one collapsed stack (process name first).
+    pub fn add(&mut self, classifier: &mut Classifier, stack: &str, count: u64) {
+        let frames: Vec<&str> = stack.split(';').skip(1).collect();
+        let verdict = classifier.classify(&frames);
+        let decider = match &verdict.decided_by {
+            Some(f) => f.clone(),
+            None => frames.last().map_or_else(String::new, |l| {
+                strip_suffixes(split_annotation(l).0).to_string()
+            }),
+        };
+        *self.deciders.entry((verdict.bucket, decider)).or_default() += count;
+        let i = Bucket::ALL
+            .iter()
+            .position(|b| *b == verdict.bucket)
+            .unwrap_or(Bucket::ALL.len() - 1);
+        self.counts[i] += count;
+        self.total += count;
+        if let Some(leaf) = frames.last() {
+            let (name, kernel) = split_annotation(leaf);
+            let key = if kernel {
+                format!("{name} [k]")
+            } else {
+                name.to_string()
+            };
+            *self.leaves.entry(key).or_default() += count;
+        }
+        let user: Vec<&str> = frames
+            .iter()
+            .copied()
+            .filter(|f| !split_annotation(f).1)
+            .collect();
+        if let Some(root) = user.first() {
+            self.with_user_frames += count;
+            if ENTRY_FRAMES.contains(&strip_suffixes(root)) {
+                self.complete_user_stacks += count;
+            }
+        }
+    }
+
+    pub fn count(&self, bucket: Bucket) -> u64 {
+        Bucket::ALL
+            .iter()
+            .position(|b| *b == bucket)
+            .map_or(0, |i| self.counts[i])
+    }
+
+    /// Percent of all samples in `bucket` (0 when there are none).
+    pub fn share(&self, bucket: Bucket) -> f64 {
+        percent(self.count(bucket), self.total)
+    }
+
+    /// Percent of samples taken in the kernel.
+    pub fn kernel_share(&self) -> f64 {
+        let k: u64 = Bucket::ALL
+            .iter()
+            .filter(|b| b.is_kernel())
+            .map(|b| self.count(*b))
+            .sum();
+        percent(k, self.total)
+    }
+
+    /// The `n` leaf frames with the most self samples, with their percent.
+    pub fn top_symbols(&self, n: usize) -> Vec<(String, f64)> {
+        let mut v: Vec<(&String, &u64)> = self.leaves.iter().collect();
+        v.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        v.into_iter()
+            .take(n)
+            .map(|(name, c)| (name.clone(), percent(*c, self.total)))
+            .collect()
+    }
+
+    /// The frames that decided the most samples of `bucket`, with their
+    /// percent of all samples.
+    pub fn top_deciders(&self, bucket: Bucket, n: usize) -> Vec<(String, f64)> {
+        let mut v: Vec<(&String, u64)> = self
+            .deciders
+            .iter()
+            .filter(|((b, _), _)| *b == bucket)
+            .map(|((_, f), c)| (f, *c))
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        v.into_iter()
+            .take(n)
+            .map(|(f, c)| (f.clone(), percent(c, self.total)))
+            .collect()
+    }
+
+    /// Percent of samples with user frames whose user stack is complete.
+    pub fn complete_user_share(&self) -> f64 {
+        percent(self.complete_user_stacks, self.with_user_frames)
+    }
+}
+
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
+/// `comm;a;b 12` → (`comm;a;b`, 12).
+pub fn parse_collapsed_line(line: &str) -> Option<(&str, u64)> {
+    let (stack, count) = line.trim_end().rsplit_once(' ')?;
+    Some((stack, count.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bucket(stack: &[&str]) -> Bucket {
+        Classifier::new().classify(stack).bucket
+    }
+
+    #[test]
+    fn suffixes_are_stripped() {
+        assert_eq!(
+            strip_suffixes("finish_task_switch.isra.0"),
+            "finish_task_switch"
+        );
+        assert_eq!(strip_suffixes("do_softirq.part.0"), "do_softirq");
+        assert_eq!(strip_suffixes("tcp_ack.cold"), "tcp_ack");
+        assert_eq!(strip_suffixes("foo.constprop.0.isra.0"), "foo");
+        assert_eq!(strip_suffixes("foo.part.0.cold"), "foo");
+        assert_eq!(strip_suffixes("bar.llvm.1234567"), "bar");
+        assert_eq!(strip_suffixes("buf.0"), "buf.0");
+        assert_eq!(strip_suffixes("a.b.isra.0"), "a.b");
+        assert_eq!(strip_suffixes("plain"), "plain");
+        assert_eq!(strip_suffixes(".isra.0"), ".isra.0");
+    }
+
+    #[test]
+    fn every_bucket_but_the_catch_all_is_reachable_from_the_table() {
+        for b in Bucket::ALL {
+            if b.is_kernel() && b != Bucket::OtherKernel {
+                assert!(
+                    KERNEL_RULES.iter().any(|r| r.bucket == b),
+                    "no rule for {b}"
+                );
+            }
+            assert_eq!(Bucket::from_name(b.name()), Some(b));
+        }
+    }
+
+    #[test]
+    fn no_pass_through_pattern_is_also_a_rule() {
+        // A helper listed in both would silently never decide; keep the
+        // lists apart.
+        let pass = PASS_THROUGH.iter().flat_map(|g| g.patterns.iter());
+        for p in pass.chain(INTERRUPT_ENTRIES) {
+            let probe = p.trim_end_matches('*');
+            for r in KERNEL_RULES {
+                assert!(
+                    !r.patterns.iter().any(|q| matches(q, probe)),
+                    "{p} is pass-through and matches a {} rule",
+                    r.bucket
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn leaf_first_with_pass_through() {
+        // The unlock passes through; the wake-up of a socket reader is TCP.
+        assert_eq!(
+            bucket(&[
+                "read",
+                "entry_SYSCALL_64_after_hwframe_[k]",
+                "do_syscall_64_[k]",
+                "tcp_rcv_established_[k]",
+                "sock_def_readable_[k]",
+                "_raw_spin_unlock_irqrestore_[k]",
+            ]),
+            Bucket::TcpIp
+        );
+        // The nearest deciding frame wins over the syscall entry below it.
+        assert_eq!(
+            bucket(&[
+                "__send",
+                "do_syscall_64_[k]",
+                "tcp_sendmsg_[k]",
+                "_copy_from_iter_[k]",
+                "rep_movs_alternative_[k]",
+            ]),
+            Bucket::Memcpy
+        );
+        assert_eq!(
+            bucket(&[
+                "epoll::main",
+                "do_syscall_64_[k]",
+                "ep_poll_[k]",
+                "tcp_poll_[k]"
+            ]),
+            Bucket::Epoll
+        );
+        assert_eq!(
+            bucket(&[
+                "do_syscall_64_[k]",
+                "schedule_[k]",
+                "finish_task_switch.isra.0_[k]"
+            ]),
+            Bucket::Scheduler
+        );
+        assert_eq!(
+            bucket(&["__lll_lock_wait", "do_syscall_64_[k]", "futex_wait_[k]"]),
+            Bucket::FutexLocks
+        );
+        assert_eq!(
+            bucket(&[
+                "do_syscall_64_[k]",
+                "__x64_sys_accept4_[k]",
+                "__sys_accept4_[k]",
+                "alloc_file_pseudo_[k]",
+                "kmem_cache_alloc_noprof_[k]"
+            ]),
+            Bucket::VfsSendfile
+        );
+        assert_eq!(
+            bucket(&[
+                "app",
+                "asm_exc_page_fault_[k]",
+                "handle_mm_fault_[k]",
+                "clear_page_erms_[k]"
+            ]),
+            Bucket::Process
+        );
+        assert_eq!(
+            bucket(&[
+                "read",
+                "entry_SYSCALL_64_after_hwframe_[k]",
+                "do_syscall_64_[k]"
+            ]),
+            Bucket::SyscallEntry
+        );
+    }
+
+    #[test]
+    fn unmatched_kernel_is_other_kernel_and_user_leaf_decides_user() {
+        assert_eq!(
+            bucket(&["app", "asm_sysvec_apic_timer_interrupt_[k]", "rcu_core_[k]"]),
+            Bucket::OtherKernel
+        );
+        // An interrupt's work is not charged to the TCP code it interrupted...
+        assert_eq!(
+            bucket(&[
+                "__send",
+                "tcp_sendmsg_[k]",
+                "asm_sysvec_apic_timer_interrupt_[k]",
+                "sysvec_apic_timer_interrupt_[k]",
+                "__irq_exit_rcu_[k]",
+                "handle_softirqs_[k]",
+            ]),
+            Bucket::OtherKernel
+        );
+        // ...but work a rule names inside the interrupt is still named.
+        assert_eq!(
+            bucket(&[
+                "app",
+                "asm_sysvec_apic_timer_interrupt_[k]",
+                "sched_tick_[k]"
+            ]),
+            Bucket::Scheduler
+        );
+        assert_eq!(
+            bucket(&["main", "servers::conn::Conn::process"]),
+            Bucket::App
+        );
+        assert_eq!(
+            bucket(&["main", "write_head", "__memmove_avx_unaligned_erms"]),
+            Bucket::LibcAlloc
+        );
+        assert_eq!(bucket(&["[unknown]", "[libc.so.6]"]), Bucket::LibcAlloc);
+        assert_eq!(bucket(&["[unknown]"]), Bucket::App);
+    }
+
+    #[test]
+    fn breakdown_sums_and_tops() {
+        let text = "epoll;main;do_syscall_64_[k];tcp_sendmsg_[k] 6\n\
+                    epoll;main;servers::conn::Conn::process 3\n\
+                    epoll;main;__memmove_avx_unaligned_erms 1\n";
+        let b = Breakdown::from_collapsed(text).unwrap();
+        assert_eq!(b.total, 10);
+        assert_eq!(b.count(Bucket::TcpIp), 6);
+        assert!((b.kernel_share() - 60.0).abs() < 1e-9);
+        let sum: f64 = Bucket::ALL.iter().map(|x| b.share(*x)).sum();
+        assert!((sum - 100.0).abs() < 1e-9);
+        assert_eq!(
+            b.top_symbols(1),
+            vec![("tcp_sendmsg [k]".to_string(), 60.0)]
+        );
+        assert!(Breakdown::from_collapsed("no count here\n").is_err());
+    }
+}

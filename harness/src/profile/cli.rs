@@ -1,0 +1,327 @@
+//! `harness profile` options and the plan they resolve to. The servers,
+//! the CPU split, the thread counts and the load are resolved by the bench
+//! planner itself ([`BenchArgs::plan_on`]), so a profile is of the same
+//! server under the same load as a bench point.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use servers::config::parse_duration;
+use servers::sys::affinity::CpuList;
+
+use crate::bench::cli::{BenchArgs, Plan, NGINX, VARIANTS};
+use crate::bench::client::ClientKind;
+use crate::bench::process::allowed_cpus;
+use crate::bench::workload::Workload;
+
+pub const DEFAULT_CONNS: u32 = 400;
+pub const DEFAULT_DURATION: &str = "10s";
+pub const DEFAULT_WARMUP: &str = "2s";
+pub const DEFAULT_SYSCALL_DURATION: &str = "3s";
+
+/// Where the frame-pointer build of the servers goes, relative to cargo's
+/// target directory (see [`frame_pointer_bin_dir`]).
+pub const FRAME_POINTER_DIR: &str = "frame-pointers/release";
+
+/// Per server, besides the load: start, perf stat set-up and tear-down,
+/// perf script / report and the flame graph (measured here: 4-7 s).
+const OVERHEAD_PER_SERVER_S: f64 = 7.0;
+
+const AFTER_HELP: &str = "\
+For each server: start it pinned to the server CPUs exactly as `harness bench` does, put it
+under a steady load (loadgen pinned to the client CPUs, --conns connections, GET of the
+workload's path), wait --warmup, then
+
+  perf record -e cpu-clock -g -p <every pid of the server's process tree> -- sleep <--duration>
+
+then count its syscalls over a second load of --syscall-duration (perf stat -e
+raw_syscalls:sys_enter plus one syscalls:sys_enter_NAME per common syscall), stop it, and write
+into --out/<server>/:
+
+  report.txt       perf report --stdio --no-children (top symbols, self time)
+  flamegraph.svg   the stacks collapsed and rendered with inferno (kernel frames in blue)
+  buckets.csv      the share of samples per bucket (DESIGN §7 classifier)
+  syscalls.txt     syscalls per request and the syscall mix
+  profile.json     all of the above in one file, for the aggregate files
+  perf.data        the raw recording (ignored by git)
+
+With --all (every variant in architecture order, then nginx), also --out/buckets.csv,
+--results/bottleneck-migration.png and the profile section of --results/summary.md (the bench
+sections are left as they are). --replot rewrites those three from the profiles already on disk.
+
+Stacks: the variants are looked up in target/frame-pointers/release, the build `just profile`
+makes with -C force-frame-pointers=yes, so perf's frame-pointer unwinding (-g) sees whole user
+stacks; without it (plain release build) user stacks stop after one frame. nginx is Debian's
+stripped binary: its own frames are unnamed.
+
+Time: about --warmup + --duration + --syscall-duration + 7 s per server (~2 min for --all with
+the defaults). Progress goes to stderr. A server that cannot start, or dies while profiled, is
+reported with its stderr tail and the others go on; the exit status is then 1.
+
+Examples:
+  harness profile --variant epoll
+  harness profile --all
+  harness profile --variant epoll,nginx --conns 50 --duration 5s --out /tmp/prof";
+
+/// perf record sessions, flame graphs and the bucket breakdown.
+#[derive(clap::Args, Debug, Clone)]
+#[command(after_help = AFTER_HELP)]
+pub struct ProfileArgs {
+    /// Server(s) to profile: blocking, threadpool, epoll, epoll-threads, nginx
+    /// (repeatable or comma-separated)
+    #[arg(long = "variant", value_name = "V", value_delimiter = ',')]
+    pub variants: Vec<String>,
+    /// Every variant in architecture order, then nginx, and the aggregate
+    /// files (buckets.csv, bottleneck-migration.png, summary.md section)
+    #[arg(long, conflicts_with = "variants")]
+    pub all: bool,
+    /// Only rewrite the aggregate files from the profiles already in --out
+    #[arg(long, conflicts_with_all = ["variants", "all"])]
+    pub replot: bool,
+    /// Workload: plaintext, json, static-1k, static-1m, pipelined
+    #[arg(long, value_name = "W", value_enum, default_value = "plaintext")]
+    pub workload: Workload,
+    /// Connections of the load
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CONNS)]
+    pub conns: u32,
+    /// Length of the perf recording, e.g. 10s
+    #[arg(long, value_name = "D", default_value = DEFAULT_DURATION, value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Load before the recording starts
+    #[arg(long, value_name = "D", default_value = DEFAULT_WARMUP, value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Length of the load during which syscalls are counted
+    #[arg(long, value_name = "D", default_value = DEFAULT_SYSCALL_DURATION, value_parser = parse_duration)]
+    pub syscall_duration: Duration,
+    /// CPUs for the servers [default: the first half of this process's CPUs]
+    #[arg(long, value_name = "LIST")]
+    pub server_cpus: Option<CpuList>,
+    /// CPUs for loadgen and perf [default: the CPUs the servers do not get]
+    #[arg(long, value_name = "LIST")]
+    pub client_cpus: Option<CpuList>,
+    /// Threads of the multi-threaded variants and nginx workers [default:
+    /// one per server CPU; threadpool: 4 workers per server CPU]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Directory of the per-server profiles (and the combined buckets.csv)
+    #[arg(long, value_name = "DIR", default_value = "profiles")]
+    pub out: PathBuf,
+    /// Directory of bottleneck-migration.png and summary.md
+    #[arg(long, value_name = "DIR", default_value = "results")]
+    pub results: PathBuf,
+    /// Where the server variants are [default: target/frame-pointers/release
+    /// when built, else the directory of this harness binary]
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+}
+
+/// Everything a profile run needs, resolved and validated.
+#[derive(Debug, Clone)]
+pub struct ProfilePlan {
+    /// Servers, pinning, threads and the load, as the bench resolves them
+    /// (`duration` there is the recording's length).
+    pub bench: Plan,
+    pub warmup: Duration,
+    pub record: Duration,
+    pub syscall_window: Duration,
+    pub workload: Workload,
+    pub connections: u32,
+    pub out: PathBuf,
+    pub results: PathBuf,
+    /// Write the aggregate files (`--all`).
+    pub aggregate: bool,
+    /// The load generator (next to the harness binary).
+    pub loadgen: PathBuf,
+    pub warnings: Vec<String>,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Request {
+    Profile(Box<ProfilePlan>),
+    Replot { out: PathBuf, results: PathBuf },
+}
+
+/// `<target>/frame-pointers/release` for a harness binary in
+/// `<target>/<profile>/`.
+pub fn frame_pointer_bin_dir(harness_dir: &Path) -> Option<PathBuf> {
+    Some(harness_dir.parent()?.join(FRAME_POINTER_DIR))
+}
+
+impl ProfileArgs {
+    /// Resolve against this process's CPUs; `harness_dir` is where the
+    /// harness binary (and loadgen) live.
+    pub fn request(&self, harness_dir: &Path) -> Result<Request, String> {
+        self.request_on(&allowed_cpus(), harness_dir)
+    }
+
+    pub fn request_on(&self, cpus: &[usize], harness_dir: &Path) -> Result<Request, String> {
+        if self.replot {
+            return Ok(Request::Replot {
+                out: self.out.clone(),
+                results: self.results.clone(),
+            });
+        }
+        let servers: Vec<String> = if self.all {
+            VARIANTS
+                .iter()
+                .chain([&NGINX])
+                .map(|s| s.to_string())
+                .collect()
+        } else if self.variants.is_empty() {
+            return Err(format!(
+                "say what to profile: --variant V (one of {}, {NGINX}) or --all",
+                VARIANTS.join(", ")
+            ));
+        } else {
+            self.variants.clone()
+        };
+        for (d, flag) in [
+            (self.duration, "--duration"),
+            (self.syscall_duration, "--syscall-duration"),
+        ] {
+            if d < Duration::from_millis(500) {
+                return Err(format!("{flag} {d:?} is too short: use at least 500ms"));
+            }
+        }
+        let mut warnings = Vec::new();
+        let bin_dir = match &self.bin_dir {
+            Some(d) => d.clone(),
+            None => match frame_pointer_bin_dir(harness_dir).filter(|d| d.is_dir()) {
+                Some(d) => d,
+                None => {
+                    warnings.push(format!(
+                        "no frame-pointer build of the servers in {}: using {}, whose user \
+                         stacks perf cannot unwind past one frame (build it with `just \
+                         build-profiling`)",
+                        frame_pointer_bin_dir(harness_dir)
+                            .unwrap_or_default()
+                            .display(),
+                        harness_dir.display()
+                    ));
+                    harness_dir.to_path_buf()
+                }
+            },
+        };
+        let bench = BenchArgs {
+            variants: Some(servers),
+            conns: Some(vec![self.conns]),
+            trials: Some(1),
+            duration: Some(self.duration),
+            warmup: Some(self.warmup),
+            workloads: vec![self.workload],
+            client: ClientKind::Loadgen,
+            server_cpus: self.server_cpus.clone(),
+            client_cpus: self.client_cpus.clone(),
+            threads: self.threads,
+            out: self.out.clone(),
+            quick: false,
+            no_nginx: false,
+            bin_dir: Some(bin_dir),
+        }
+        .plan_on(cpus, harness_dir.to_path_buf())
+        .map_err(|e| e.replace("--variants", "--variant"))?;
+        warnings.extend(bench.warnings.iter().cloned());
+        Ok(Request::Profile(Box::new(ProfilePlan {
+            warmup: self.warmup,
+            record: self.duration,
+            syscall_window: self.syscall_duration,
+            workload: self.workload,
+            connections: self.conns,
+            out: self.out.clone(),
+            results: self.results.clone(),
+            aggregate: self.all,
+            loadgen: harness_dir.join("loadgen"),
+            warnings,
+            bench,
+        })))
+    }
+}
+
+impl ProfilePlan {
+    /// Rough wall time of the whole run.
+    pub fn estimate(&self) -> Duration {
+        let per = self.warmup.as_secs_f64()
+            + self.record.as_secs_f64()
+            + self.syscall_window.as_secs_f64()
+            + OVERHEAD_PER_SERVER_S;
+        Duration::from_secs_f64(per * self.bench.servers.len() as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ProfileArgs,
+    }
+
+    fn parse(args: &[&str]) -> ProfileArgs {
+        let mut v = vec!["profile"];
+        v.extend_from_slice(args);
+        Cli::try_parse_from(v).unwrap().args
+    }
+
+    fn plan(args: &[&str]) -> Result<ProfilePlan, String> {
+        match parse(args).request_on(&[0, 1], Path::new("/t/release"))? {
+            Request::Profile(p) => Ok(*p),
+            Request::Replot { .. } => Err("replot".into()),
+        }
+    }
+
+    #[test]
+    fn all_is_every_variant_then_nginx_on_split_cpus() {
+        let p = plan(&["--all"]).unwrap();
+        assert_eq!(
+            p.bench.servers,
+            ["blocking", "threadpool", "epoll", "epoll-threads", "nginx"]
+        );
+        assert_eq!(
+            (p.bench.server_cpus.clone(), p.bench.client_cpus.clone()),
+            (vec![0], vec![1])
+        );
+        assert_eq!(p.connections, 400);
+        assert_eq!(p.record, Duration::from_secs(10));
+        assert!(p.aggregate);
+        assert_eq!(p.loadgen, Path::new("/t/release/loadgen"));
+        // No frame-pointer build under /t: the harness's own directory, with a warning.
+        assert_eq!(p.bench.bin_dir, Path::new("/t/release"));
+        assert!(
+            p.warnings.iter().any(|w| w.contains("frame-pointer")),
+            "{:?}",
+            p.warnings
+        );
+        let secs = p.estimate().as_secs();
+        assert!((60..=180).contains(&secs), "{secs}");
+    }
+
+    #[test]
+    fn one_variant_and_the_refusals() {
+        let p = plan(&["--variant", "epoll", "--conns", "50", "--duration", "2s"]).unwrap();
+        assert_eq!(p.bench.servers, ["epoll"]);
+        assert!(!p.aggregate);
+        assert!(plan(&[]).unwrap_err().contains("--all"));
+        assert!(plan(&["--variant", "epol"])
+            .unwrap_err()
+            .contains("unknown variant"));
+        assert!(plan(&["--variant", "epoll", "--duration", "100ms"])
+            .unwrap_err()
+            .contains("too short"));
+        assert!(matches!(
+            parse(&["--replot"]).request_on(&[0, 1], Path::new("/t")),
+            Ok(Request::Replot { .. })
+        ));
+    }
+
+    #[test]
+    fn frame_pointer_dir_sits_beside_the_profile_dirs() {
+        assert_eq!(
+            frame_pointer_bin_dir(Path::new("/w/target/release")).unwrap(),
+            Path::new("/w/target/frame-pointers/release")
+        );
+    }
+}

@@ -1,0 +1,99 @@
+//! `harness profile`: perf sessions on a server under steady load, flame
+//! graphs, the bucketed breakdown, and the bottleneck-migration picture
+//! (DESIGN §7).
+//!
+//! - [`cli`]: the options and the plan (servers, pinning and load resolved
+//!   by the bench planner, so a profile is of the server a bench measures);
+//! - [`perf`]: finding perf and checking it may sample the kernel and count
+//!   syscalls, with messages that say what to install or which sysctl to set;
+//! - [`session`]: one server at a time: start, load, `perf record`, `perf
+//!   stat`, stop, and the per-server files;
+//! - [`stacks`]: `perf script` → collapsed stacks → flame graph (inferno);
+//! - [`classify`]: the bucket rule table and the leaf-to-root walk;
+//! - [`syscalls`]: syscalls per request and the mix;
+//! - [`summary`]: the combined buckets.csv, the chart and the summary.md
+//!   section (the chart itself is drawn by [`crate::report`]).
+//!
+//! Why frame pointers: perf's default unwinder (`-g`) follows frame
+//! pointers, which release builds omit, so user stacks stop after one
+//! frame (6% of the epoll server's samples reached `main` here). DWARF
+//! unwinding (`--call-graph dwarf`) recovers them (91%) but copies 8 KiB of
+//! stack per sample: 92 MB for 3 s of one server against 1.8 MB. A build of
+//! the servers with `-C force-frame-pointers=yes` keeps the exact
+//! command meaningful at the small size: 41% of the epoll server's samples
+//! reach `main`, the rest stop at glibc's `send` wrapper (glibc itself has
+//! no frame pointers), which costs nothing the buckets need, since every
+//! kernel frame and the leaf are always there. `just profile` builds it into
+//! `target/frame-pointers/release`.
+
+pub mod classify;
+pub mod cli;
+pub mod perf;
+pub mod session;
+pub mod stacks;
+pub mod summary;
+pub mod syscalls;
+
+use serde::{Deserialize, Serialize};
+
+use crate::machine::Machine;
+use syscalls::SyscallProfile;
+
+/// Everything one server's profile measured. Written as `profile.json`
+/// beside the other files of its directory and read back for the combined
+/// files, so `--replot` needs no new measurement.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VariantProfile {
+    pub variant: String,
+    pub workload: String,
+    /// `GET /plaintext`
+    pub request: String,
+    pub connections: u32,
+    /// Length of the perf recording, seconds.
+    pub record_s: f64,
+    pub server_cpus: String,
+    pub client_cpus: String,
+    pub server_threads: usize,
+    /// Samples in the recording (each 250 µs of on-CPU time at perf's
+    /// default 4 kHz).
+    pub samples: u64,
+    /// Every bucket, in [`classify::Bucket::ALL`] order.
+    pub buckets: Vec<BucketShare>,
+    pub user_pct: f64,
+    pub kernel_pct: f64,
+    /// Leaf functions with the most self samples.
+    pub top_symbols: Vec<SymbolShare>,
+    /// Of the samples with user frames, those whose user stack reaches the
+    /// program's or a thread's entry.
+    pub complete_user_stacks_pct: f64,
+    /// req/s of the load during the recording (loadgen's figure over its
+    /// whole run, warm-up included).
+    pub load_req_per_s: f64,
+    /// The server's CPU time during the recording (threads and children,
+    /// from /proc) as a percent of one CPU: 100 per fully busy CPU.
+    pub server_cpu_pct: f64,
+    /// The system share of that CPU time by /proc's own accounting, a
+    /// cross-check of the kernel share the samples give.
+    pub proc_system_pct: f64,
+    pub syscalls: SyscallProfile,
+    /// The perf record command as run.
+    pub perf_record: String,
+    pub perf_version: String,
+    pub machine: Machine,
+    /// Anything that makes a figure less than it seems (lost samples...).
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BucketShare {
+    pub bucket: String,
+    pub samples: u64,
+    pub share_pct: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SymbolShare {
+    /// `name` or `name [k]` for a kernel function.
+    pub symbol: String,
+    pub self_pct: f64,
+}

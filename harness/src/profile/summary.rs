@@ -1,0 +1,399 @@
+//! The files that put the servers side by side: `profiles/buckets.csv`
+//! (every server's buckets in one tidy table), the bottleneck-migration
+//! chart, and the profile section of `results/summary.md`.
+//!
+//! summary.md belongs to the bench report; the profile section is fenced by
+//! [`BEGIN`]/[`END`] markers and only what lies between them is rewritten,
+//! so rerunning either step leaves the other's text alone.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::report::{self, MigrationBar, RunInfo};
+
+use super::classify::Bucket;
+use super::VariantProfile;
+
+/// One row of `buckets.csv`: one bucket of one server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BucketRow {
+    pub variant: String,
+    pub bucket: String,
+    /// `user` or `kernel`.
+    pub space: String,
+    pub samples: u64,
+    /// Percent of the server's samples.
+    pub share_pct: f64,
+}
+
+/// The rows of one profile, every bucket included (zeros too, so every
+/// server has the same rows).
+pub fn rows_of(p: &VariantProfile) -> Vec<BucketRow> {
+    p.buckets
+        .iter()
+        .map(|b| BucketRow {
+            variant: p.variant.clone(),
+            bucket: b.bucket.clone(),
+            space: Bucket::from_name(&b.bucket)
+                .map_or("kernel", |x| x.space())
+                .to_string(),
+            samples: b.samples,
+            share_pct: round4(b.share_pct),
+        })
+        .collect()
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 1e4).round() / 1e4
+}
+
+pub fn write_buckets_csv(path: &Path, rows: &[BucketRow]) -> io::Result<()> {
+    let mut w = csv::Writer::from_path(path).map_err(|e| in_file(path, e.into()))?;
+    for r in rows {
+        w.serialize(r).map_err(|e| in_file(path, e.into()))?;
+    }
+    w.flush().map_err(|e| in_file(path, e))
+}
+
+pub fn read_buckets_csv(path: &Path) -> io::Result<Vec<BucketRow>> {
+    let mut r = csv::Reader::from_path(path).map_err(|e| in_file(path, e.into()))?;
+    r.deserialize()
+        .map(|row| row.map_err(|e| in_file(path, e.into())))
+        .collect()
+}
+
+fn in_file(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// One stacked bar per server, in the order the rows come (a server's
+/// buckets in [`Bucket::ALL`] order, unknown bucket names dropped).
+pub fn bars(rows: &[BucketRow]) -> Vec<MigrationBar> {
+    let mut out: Vec<MigrationBar> = Vec::new();
+    for r in rows {
+        let Some(bucket) = Bucket::from_name(&r.bucket) else {
+            continue;
+        };
+        if out.last().map_or(true, |b| b.variant != r.variant) {
+            out.push(MigrationBar {
+                variant: r.variant.clone(),
+                shares: Vec::new(),
+                caption: None,
+            });
+        }
+        if let Some(bar) = out.last_mut() {
+            bar.shares.push((bucket, r.share_pct));
+        }
+    }
+    for bar in &mut out {
+        bar.shares
+            .sort_by_key(|(b, _)| Bucket::ALL.iter().position(|x| x == b));
+    }
+    out
+}
+
+/// Every `profile.json` under `out` (one directory per server), in report
+/// order (the variants' architecture order, nginx last).
+pub fn load_profiles(out: &Path) -> io::Result<Vec<VariantProfile>> {
+    let mut profiles = Vec::new();
+    for entry in fs::read_dir(out).map_err(|e| in_file(out, e))?.flatten() {
+        let path = entry.path().join("profile.json");
+        if !path.is_file() {
+            continue;
+        }
+        let text = fs::read_to_string(&path).map_err(|e| in_file(&path, e))?;
+        let p: VariantProfile = serde_json::from_str(&text)
+            .map_err(|e| in_file(&path, io::Error::new(io::ErrorKind::InvalidData, e)))?;
+        profiles.push(p);
+    }
+    sort(&mut profiles);
+    Ok(profiles)
+}
+
+fn sort(profiles: &mut [VariantProfile]) {
+    profiles.sort_by(|a, b| report::variant_order(&a.variant, &b.variant));
+}
+
+/// Write `out/buckets.csv`, `results/bottleneck-migration.png` and the
+/// profile section of `results/summary.md` for `profiles`; `missing` names
+/// servers that were meant to be there but failed. Returns the paths.
+pub fn write_aggregate(
+    out: &Path,
+    results: &Path,
+    profiles: &[VariantProfile],
+    missing: &[String],
+) -> io::Result<Vec<PathBuf>> {
+    if profiles.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no profile to put side by side",
+        ));
+    }
+    let mut profiles = profiles.to_vec();
+    sort(&mut profiles);
+    fs::create_dir_all(out).map_err(|e| in_file(out, e))?;
+    fs::create_dir_all(results).map_err(|e| in_file(results, e))?;
+    let mut written = Vec::new();
+
+    let csv_path = out.join("buckets.csv");
+    let rows: Vec<BucketRow> = profiles.iter().flat_map(rows_of).collect();
+    write_buckets_csv(&csv_path, &rows)?;
+    written.push(csv_path);
+
+    let png = results.join(CHART_FILE);
+    let mut bars = bars(&rows);
+    for bar in &mut bars {
+        if let Some(p) = profiles.iter().find(|p| p.variant == bar.variant) {
+            bar.caption = Some(format!("{:.2} syscalls/req", p.syscalls.per_request()));
+        }
+    }
+    report::render_migration(&png, &bars, &run_info(&profiles))?;
+    written.push(png);
+
+    let md = results.join("summary.md");
+    let old = fs::read_to_string(&md).unwrap_or_default();
+    let section = section(&profiles, missing, out, results);
+    fs::write(&md, replace_section(&old, &section)).map_err(|e| in_file(&md, e))?;
+    written.push(md);
+    Ok(written)
+}
+
+/// The chart's file name inside the results directory.
+pub const CHART_FILE: &str = "bottleneck-migration.png";
+
+/// The machine and settings the chart's footer shows.
+pub fn run_info(profiles: &[VariantProfile]) -> RunInfo {
+    let first = &profiles[0];
+    let mut settings = vec![
+        (
+            "load".to_string(),
+            format!(
+                "{} at {} connections (loadgen on CPU(s) {})",
+                first.request, first.connections, first.client_cpus
+            ),
+        ),
+        (
+            "recording".to_string(),
+            format!(
+                "perf record -e cpu-clock -g, {:.0} s per server, server on CPU(s) {}",
+                first.record_s, first.server_cpus
+            ),
+        ),
+        ("perf".to_string(), first.perf_version.clone()),
+    ];
+    let mixed = profiles.iter().any(|p| {
+        p.request != first.request
+            || p.connections != first.connections
+            || p.record_s != first.record_s
+    });
+    if mixed {
+        settings.push((
+            "note".to_string(),
+            "the servers were not all profiled under the same load".to_string(),
+        ));
+    }
+    RunInfo {
+        machine: first.machine.clone(),
+        settings,
+        cpu_chart_connections: first.connections,
+    }
+}
+
+/// First and last line of the profile section of summary.md.
+pub const BEGIN: &str =
+    "<!-- profile:begin (written by `harness profile --all`; edits here are overwritten) -->";
+pub const END: &str = "<!-- profile:end -->";
+
+/// `old` with its profile section replaced by `section` (which must
+/// include the markers), or with `section` appended when it has none.
+pub fn replace_section(old: &str, section: &str) -> String {
+    if let (Some(b), Some(e)) = (old.find(BEGIN), old.find(END)) {
+        if b < e {
+            let mut s = String::with_capacity(old.len() + section.len());
+            s.push_str(&old[..b]);
+            s.push_str(section.trim_end());
+            s.push_str(&old[e + END.len()..]);
+            return s;
+        }
+    }
+    let mut s = old.trim_end().to_string();
+    if !s.is_empty() {
+        s.push_str("\n\n");
+    }
+    s.push_str(section.trim_end());
+    s.push('\n');
+    s
+}
+
+/// The profile section of an existing summary.md, markers included, if any
+/// (so the bench report can keep it when it rewrites the file).
+pub fn existing_section(text: &str) -> Option<&str> {
+    let b = text.find(BEGIN)?;
+    let e = text[b..].find(END)? + b;
+    Some(&text[b..e + END.len()])
+}
+
+/// The markdown of the profile section.
+pub fn section(
+    profiles: &[VariantProfile],
+    missing: &[String],
+    out: &Path,
+    results: &Path,
+) -> String {
+    let first = &profiles[0];
+    let rel = relative(out, results);
+    let mut md = String::new();
+    let _ = writeln!(md, "{BEGIN}");
+    let _ = writeln!(md, "## Profiles: where the CPU time goes\n");
+    let _ = writeln!(
+        md,
+        "`harness profile --all`: each server under {} at {} connections, `perf record -e \
+         cpu-clock -g` on its process tree for {:.0} s (server on CPU(s) {}, loadgen on CPU(s) \
+         {}), then its syscalls counted with `perf stat` over a {:.0} s load. Machine: {}, {} \
+         cores, Linux {}; revision `{}`; {}. Per server: `{rel}<server>/` holds report.txt, \
+         flamegraph.svg, buckets.csv and syscalls.txt.\n",
+        first.request,
+        first.connections,
+        first.record_s,
+        first.server_cpus,
+        first.client_cpus,
+        first.syscalls.window_s,
+        first.machine.cpu_model,
+        first.machine.cores,
+        first.machine.kernel,
+        first.machine.git_revision,
+        first.perf_version,
+    );
+    let _ = writeln!(
+        md,
+        "| server | samples | server CPU % | user % | kernel % | (/proc sys %) | syscalls/req | syscall mix per request | top 5 symbols (self %) |"
+    );
+    let _ = writeln!(md, "|---|--:|--:|--:|--:|--:|--:|---|---|");
+    for p in profiles {
+        let top = p
+            .top_symbols
+            .iter()
+            .take(5)
+            .map(|s| format!("`{}` {:.1}", s.symbol.replace('|', "\\|"), s.self_pct))
+            .collect::<Vec<_>>()
+            .join(" · ");
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.0} | {:.1} | {:.1} | ({:.0}) | {:.2} | {} | {} |",
+            p.variant,
+            crate::bench::sweep::thousands(p.samples as f64),
+            p.server_cpu_pct,
+            p.user_pct,
+            p.kernel_pct,
+            p.proc_system_pct,
+            p.syscalls.per_request(),
+            p.syscalls.mix_line(),
+            top
+        );
+    }
+    let _ = writeln!(md);
+    let _ = write!(md, "| server |");
+    for b in Bucket::ALL {
+        let _ = write!(md, " {} |", b.name());
+    }
+    let _ = writeln!(md);
+    let _ = write!(md, "|---|");
+    for _ in Bucket::ALL {
+        let _ = write!(md, "--:|");
+    }
+    let _ = writeln!(md);
+    for p in profiles {
+        let _ = write!(md, "| {} |", p.variant);
+        for b in Bucket::ALL {
+            let v = p
+                .buckets
+                .iter()
+                .find(|x| x.bucket == b.name())
+                .map_or(0.0, |x| x.share_pct);
+            let _ = write!(md, " {v:.1} |");
+        }
+        let _ = writeln!(md);
+    }
+    let _ = writeln!(
+        md,
+        "\nShares of perf samples per bucket (DESIGN §7; the rule table is in \
+         `harness/src/profile/classify.rs`). User % and kernel % are exactly the shares of \
+         samples taken in user and kernel mode; the bucket table only splits each side further. \
+         Server CPU % is the server's CPU time during the recording over its length (100 = one \
+         CPU busy all the time) and /proc sys % the system share of that time as the kernel \
+         accounts it, a cross-check of the sampled kernel %.\n"
+    );
+    let _ = writeln!(md, "![bottleneck migration]({CHART_FILE})\n");
+    let mut notes: Vec<String> = Vec::new();
+    for m in missing {
+        notes.push(format!(
+            "{m}: no profile in this run (see the run's output)."
+        ));
+    }
+    for p in profiles {
+        for n in &p.notes {
+            notes.push(format!("{}: {n}", p.variant));
+        }
+        if p.complete_user_stacks_pct < 20.0 {
+            notes.push(format!(
+                "{}: only {:.0}% of its user stacks reach the program's or a thread's entry \
+                 (no frame pointers), so its flame graph's user side is shallow.",
+                p.variant, p.complete_user_stacks_pct
+            ));
+        }
+    }
+    if !notes.is_empty() {
+        let _ = writeln!(md, "Notes:\n");
+        for n in notes {
+            let _ = writeln!(md, "- {n}");
+        }
+        let _ = writeln!(md);
+    }
+    let _ = writeln!(md, "{END}");
+    md
+}
+
+/// `../profiles/` for out=`profiles`, results=`results` (how summary.md
+/// links the per-server directories); the path as given otherwise.
+fn relative(out: &Path, results: &Path) -> String {
+    let same_parent = out.parent() == results.parent();
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned());
+    match name {
+        Some(n) if same_parent && !out.is_absolute() => format!("../{n}/"),
+        _ => format!("{}/", out.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_section_is_replaced_in_place_or_appended() {
+        let s1 = format!("{BEGIN}\nfirst\n{END}\n");
+        let s2 = format!("{BEGIN}\nsecond\n{END}\n");
+        let bench = "# Bench results\n\ntable\n";
+        let once = replace_section(bench, &s1);
+        assert_eq!(once, format!("{bench}\n{s1}"));
+        let twice = replace_section(&once, &s2);
+        assert!(twice.starts_with(bench) && twice.contains("second") && !twice.contains("first"));
+        assert_eq!(replace_section(&twice, &s2), twice, "idempotent");
+        let with_tail = format!("{once}\n## Notes\n\n- kept\n");
+        let replaced = replace_section(&with_tail, &s2);
+        assert!(replaced.ends_with("## Notes\n\n- kept\n"), "{replaced}");
+        assert_eq!(existing_section(&replaced), Some(s2.trim_end()));
+    }
+
+    #[test]
+    fn relative_links() {
+        assert_eq!(
+            relative(Path::new("profiles"), Path::new("results")),
+            "../profiles/"
+        );
+        assert_eq!(relative(Path::new("/tmp/p"), Path::new("/x/r")), "/tmp/p/");
+    }
+}
