@@ -11,7 +11,9 @@ use std::net::SocketAddrV4;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::http::app::{respond_error, App, Finished, Job, Meta, Reply};
-use crate::http::parser::{Parser, Status};
+use crate::http::chunked::{self, ChunkError};
+use crate::http::dynamic::UploadStream;
+use crate::http::parser::{BodyFraming, Method, Parser, Status};
 use crate::http::response::Outbox;
 use crate::http::stats::Shard;
 use crate::sys;
@@ -61,6 +63,23 @@ pub struct Ctx<'a> {
     pub offload: Option<&'a dyn Offload>,
 }
 
+/// An upload body being streamed to disk.
+struct BodyStream {
+    sink: UploadStream,
+    body: Body,
+    /// The response keeps the connection open.
+    keep: bool,
+    /// When the request started (monotonic ns), for /stats.
+    started_ns: u64,
+}
+
+/// What remains of a streamed body.
+enum Body {
+    /// Bytes still to come.
+    Length(u64),
+    Chunked(chunked::Decoder),
+}
+
 pub struct Conn {
     fd: OwnedFd,
     peer: SocketAddrV4,
@@ -71,6 +90,8 @@ pub struct Conn {
     waiting: bool,
     /// When the deferred request started (monotonic ns), for /stats.
     job_started_ns: u64,
+    /// An upload body being written to disk as it arrives.
+    stream: Option<BodyStream>,
     nonblocking: bool,
     parser: Parser,
     buf: Vec<u8>,
@@ -111,6 +132,7 @@ impl Conn {
             token: 0,
             waiting: false,
             job_started_ns: 0,
+            stream: None,
             nonblocking,
             max_buf: l.max_request_line + l.max_header_bytes + l.max_body_bytes + 4096,
             parser,
@@ -135,7 +157,7 @@ impl Conn {
 
     /// Bytes of an unfinished request are buffered (the header timeout applies).
     pub fn has_partial_request(&self) -> bool {
-        self.filled > 0
+        self.filled > 0 || self.stream.is_some()
     }
 
     /// Responses are queued but not yet written (the socket is full).
@@ -268,6 +290,7 @@ impl Conn {
         if self.out.is_empty()
             && self.filled == 0
             && !self.waiting
+            && self.stream.is_none()
             && !sys::socket::has_pending_input(self.fd.as_raw_fd())
         {
             Some(Next::Close)
@@ -305,6 +328,32 @@ impl Conn {
     fn process(&mut self, ctx: &Ctx<'_>, now_ms: u64) {
         let mut start = 0;
         while !self.closing && !self.waiting && self.out.queued_bytes() < OUT_HIGH_WATER {
+            if self.stream.is_some() {
+                match self.feed_stream(start) {
+                    Ok((used, false)) => {
+                        start += used;
+                        // Body bytes are consumed as they come: the idle
+                        // timer restarts with each read.
+                        self.request_started_ms = now_ms;
+                        break;
+                    }
+                    Ok((used, true)) => {
+                        start += used;
+                        self.finish_stream(ctx, now_ms);
+                        continue;
+                    }
+                    Err(e) => {
+                        self.stream = None;
+                        let (status, why) = match e {
+                            ChunkError::TooLarge => (413, "request body too large"),
+                            ChunkError::Bad => (400, "malformed chunked body"),
+                        };
+                        self.fail(ctx, status, why);
+                        start = 0;
+                        continue;
+                    }
+                }
+            }
             match self.parser.parse(&self.buf[start..self.filled]) {
                 Ok(Status::Complete(req)) => {
                     let t0 = sys::time::monotonic_ns();
@@ -330,7 +379,10 @@ impl Conn {
                         self.closing = true;
                     }
                 }
-                Ok(Status::Partial) => break,
+                Ok(Status::Partial) => match self.start_stream(ctx, start) {
+                    Some(head_len) => start += head_len,
+                    None => break,
+                },
                 Err(e) => {
                     // The rest of the buffer can no longer be framed: drop it.
                     self.fail(ctx, e.status(), e.reason());
@@ -343,6 +395,82 @@ impl Conn {
             self.buf.copy_within(start..self.filled, 0);
             self.filled -= start;
         }
+    }
+
+    /// A `POST /upload` head is complete and its body is still arriving:
+    /// take the body over, to be written to disk as it comes instead of
+    /// buffered whole. Returns the head's length; `None` leaves the request
+    /// to the parser.
+    fn start_stream(&mut self, ctx: &Ctx<'_>, start: usize) -> Option<usize> {
+        let (req, framing) = self.parser.pending_head(&self.buf[start..self.filled])?;
+        if req.method != Method::Post {
+            return None;
+        }
+        let keep = req.keep_alive
+            && !ctx.draining
+            && !self.eof
+            && (ctx.max_requests == 0 || self.served + 1 < ctx.max_requests);
+        let meta = Meta {
+            keep_alive: keep,
+            peer: self.peer,
+        };
+        let sink = ctx.app.stream_upload(&req, &meta)?;
+        let head_len = req.len;
+        let limit = self.parser.limits().max_body_bytes as u64;
+        self.parser.abandon();
+        self.served += 1;
+        self.stream = Some(BodyStream {
+            sink,
+            body: match framing {
+                BodyFraming::Length(n) => Body::Length(n),
+                BodyFraming::Chunked => Body::Chunked(chunked::Decoder::new(limit)),
+            },
+            keep,
+            started_ns: sys::time::monotonic_ns(),
+        });
+        Some(head_len)
+    }
+
+    /// Feed buffered bytes from `start` to the body stream: how many were
+    /// body, and whether the body is complete.
+    fn feed_stream(&mut self, start: usize) -> Result<(usize, bool), ChunkError> {
+        let Conn {
+            stream,
+            buf,
+            filled,
+            ..
+        } = self;
+        let Some(s) = stream.as_mut() else {
+            return Ok((0, true));
+        };
+        let input = &buf[start..*filled];
+        match &mut s.body {
+            Body::Length(left) => {
+                let take = input
+                    .len()
+                    .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                s.sink.write(&input[..take]);
+                *left -= take as u64;
+                Ok((take, *left == 0))
+            }
+            Body::Chunked(decoder) => {
+                let sink = &mut s.sink;
+                let fed = decoder.feed(input, &mut |piece| sink.write(piece))?;
+                Ok((fed.consumed, fed.done))
+            }
+        }
+    }
+
+    /// The streamed body is complete: commit it (a job) and answer.
+    fn finish_stream(&mut self, ctx: &Ctx<'_>, now_ms: u64) {
+        let Some(s) = self.stream.take() else {
+            return;
+        };
+        self.request_started_ms = now_ms;
+        if !s.keep {
+            self.closing = true;
+        }
+        self.defer(ctx, s.sink.finish(), s.started_ns);
     }
 
     /// Run blocking work inline, or hand it to the pool and wait for it.
@@ -373,6 +501,8 @@ impl Conn {
 
     /// Queue an error response and end the connection after it.
     fn fail(&mut self, ctx: &Ctx<'_>, status: u16, detail: &str) {
+        // An upload being streamed is abandoned: its temporary file goes.
+        self.stream = None;
         let mark = self.out.mark();
         let status = respond_error(&mut self.out, status, detail);
         ctx.shard.request_done(status, 0);

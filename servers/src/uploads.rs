@@ -24,10 +24,11 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::sys;
 use crate::sys::fs::Lock;
@@ -110,6 +111,16 @@ impl Uploads {
     /// Start an upload: a new temporary file with a random name, created
     /// with `O_CREAT|O_EXCL` beneath the directory descriptor.
     pub fn begin(&self) -> io::Result<Upload<'_>> {
+        self.begin_with(StoreRef::Borrowed(self))
+    }
+
+    /// [`begin`](Self::begin) for an upload that outlives the borrow: a
+    /// body streamed to disk across many reads of its connection.
+    pub fn begin_shared(self: &Arc<Self>) -> io::Result<Upload<'static>> {
+        self.begin_with(StoreRef::Shared(self.clone()))
+    }
+
+    fn begin_with<'a>(&self, store: StoreRef<'a>) -> io::Result<Upload<'a>> {
         let mut last = None;
         for _ in 0..NAME_ATTEMPTS {
             let temp =
@@ -117,7 +128,7 @@ impl Uploads {
             match sys::fs::create_excl_at(self.fd(), &temp, FILE_MODE) {
                 Ok(file) => {
                     return Ok(Upload {
-                        store: self,
+                        store,
                         file,
                         temp,
                         written: 0,
@@ -212,15 +223,31 @@ fn checked(name: &str) -> Result<CString, Lookup> {
 /// (the client went away, the body was too large, a write failed) removes
 /// the temporary file, so aborted uploads leave nothing behind.
 ///
-/// It borrows the store, which suits the connection code today: bodies
-/// arrive whole, and an upload begins and ends within one call.
+/// It borrows the store ([`Uploads::begin`]) or shares it
+/// ([`Uploads::begin_shared`], for a body streamed over many reads).
 #[derive(Debug)]
 pub struct Upload<'a> {
-    store: &'a Uploads,
+    store: StoreRef<'a>,
     file: File,
     temp: CString,
     written: u64,
     committed: bool,
+}
+
+/// How an [`Upload`] holds its store.
+#[derive(Debug)]
+enum StoreRef<'a> {
+    Borrowed(&'a Uploads),
+    Shared(Arc<Uploads>),
+}
+
+impl StoreRef<'_> {
+    fn fd(&self) -> RawFd {
+        match self {
+            StoreRef::Borrowed(s) => s.fd(),
+            StoreRef::Shared(s) => s.fd(),
+        }
+    }
 }
 
 impl Upload<'_> {

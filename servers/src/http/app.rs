@@ -562,7 +562,7 @@ pub(super) fn protocol(v: Version) -> &'static str {
 }
 
 /// What the access log needs from a request whose response comes later.
-struct OwnedEntry {
+pub(super) struct OwnedEntry {
     peer: SocketAddrV4,
     method: String,
     target: String,
@@ -572,7 +572,7 @@ struct OwnedEntry {
 }
 
 impl OwnedEntry {
-    fn new(req: &Request<'_>, peer: SocketAddrV4) -> Self {
+    pub(super) fn new(req: &Request<'_>, peer: SocketAddrV4) -> Self {
         OwnedEntry {
             peer,
             method: req.method_str.to_owned(),
@@ -583,7 +583,7 @@ impl OwnedEntry {
         }
     }
 
-    fn entry(&self, status: u16, body_bytes: u64) -> Entry<'_> {
+    pub(super) fn entry(&self, status: u16, body_bytes: u64) -> Entry<'_> {
         Entry {
             remote: *self.peer.ip(),
             unix_time: crate::sys::time::unix_seconds_coarse(),

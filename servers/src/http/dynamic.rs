@@ -4,13 +4,15 @@
 
 use std::net::SocketAddrV4;
 
-use super::app::{protocol, serve_file, simple, App, Finished, Job, Meta, Reply};
+use super::app::{
+    conn_header, protocol, serve_file, simple, App, Finished, Job, Meta, OwnedEntry, Reply,
+};
 use super::files::percent_decode;
 use super::parser::{Method, Request};
 use super::response::{write_head, ConnHeader, Outbox};
 use crate::cgi::{self, CgiRequest};
 use crate::session::set_cookie_header;
-use crate::uploads::{is_disk_full, Lookup};
+use crate::uploads::{is_disk_full, Lookup, Upload, Uploads};
 
 const ALLOW_POST: &[u8] = b"Allow: POST";
 const ALLOW_FILES: &[u8] = b"Allow: GET, HEAD, DELETE";
@@ -43,7 +45,109 @@ fn text(out: &mut Outbox, status: u16, body: &[u8], conn: ConnHeader, head_only:
     ))
 }
 
+/// A request body being written to the data dir as it arrives, so an
+/// upload costs a socket buffer of memory, not its size.
+pub struct UploadStream {
+    upload: Upload<'static>,
+    conn: ConnHeader,
+    /// The first write error; later body bytes are read and discarded so
+    /// the response still follows the whole request.
+    error: Option<std::io::Error>,
+    log: Option<(std::sync::Arc<crate::access_log::AccessLog>, OwnedEntry)>,
+}
+
+impl UploadStream {
+    /// Append body bytes to the temporary file.
+    pub fn write(&mut self, data: &[u8]) {
+        if self.error.is_none() {
+            if let Err(e) = self.upload.write(data) {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    /// The body is complete: the job makes it durable (fsync, rename,
+    /// directory fsync) and answers 201, or 507/500 after a write error.
+    /// Dropping the stream instead (the client left) removes the file.
+    pub fn finish(self) -> Job {
+        let UploadStream {
+            upload,
+            conn,
+            error,
+            log,
+        } = self;
+        let job = Job::new(move || match error {
+            None => stored(upload.commit(), conn),
+            Some(e) => {
+                drop(upload);
+                stored(Err(e), conn)
+            }
+        });
+        match log {
+            Some((log, owned)) => job.then(move |done| {
+                log.log(&owned.entry(done.status, done.body_bytes));
+            }),
+            None => job,
+        }
+    }
+}
+
+/// The response to a store attempt.
+fn stored(result: std::io::Result<String>, conn: ConnHeader) -> Finished {
+    match result {
+        Ok(name) => {
+            let location = format!("Location: /files/{name}");
+            let text_body = format!("/files/{name}\n");
+            Finished::text(
+                201,
+                text_body.as_bytes(),
+                conn,
+                &[location.as_bytes()],
+                false,
+            )
+        }
+        Err(e) if is_disk_full(&e) => Finished::text(
+            507,
+            b"507 Insufficient Storage: the data dir is full; nothing was stored\n",
+            conn,
+            &[],
+            false,
+        ),
+        Err(e) => {
+            eprintln!("upload: {e}");
+            Finished::text(
+                500,
+                b"500 Internal Server Error: the upload could not be stored\n",
+                conn,
+                &[],
+                false,
+            )
+        }
+    }
+}
+
 impl App {
+    /// For a `POST /upload` whose head has arrived (and body not yet): a
+    /// stream to write the body into. `None` for any other request, or when
+    /// uploads are off or no temporary file can be created: the request is
+    /// then framed whole and answered the ordinary way.
+    pub fn stream_upload(&self, req: &Request<'_>, meta: &Meta) -> Option<UploadStream> {
+        if req.method != Method::Post || req.path != "/upload" {
+            return None;
+        }
+        let store: &std::sync::Arc<Uploads> = self.uploads.as_ref()?;
+        let upload = store.begin_shared().ok()?;
+        Some(UploadStream {
+            upload,
+            conn: conn_header(req.version, meta.keep_alive),
+            error: None,
+            log: self
+                .log
+                .as_ref()
+                .map(|l| (l.clone(), OwnedEntry::new(req, meta.peer))),
+        })
+    }
+
     /// `POST /upload`: the body becomes a file in the data dir (written,
     /// fsynced and renamed into place by a job, since fsync blocks).
     pub(super) fn upload(&self, req: &Request<'_>, conn: ConnHeader, out: &mut Outbox) -> Reply {
@@ -59,39 +163,11 @@ impl App {
                 false,
             );
         };
-        // The parser has already framed (and de-chunked) the whole body
-        // within --max-body-bytes; the job owns a copy of it.
+        // Reached for a body framed whole: one that arrived with its head
+        // (connections stream the rest, see `stream_upload`), or an empty
+        // one. The job owns a copy of it.
         let body = req.body.to_vec();
-        Reply::Deferred(Job::new(move || match store.save(&body) {
-            Ok(name) => {
-                let location = format!("Location: /files/{name}");
-                let text_body = format!("/files/{name}\n");
-                Finished::text(
-                    201,
-                    text_body.as_bytes(),
-                    conn,
-                    &[location.as_bytes()],
-                    false,
-                )
-            }
-            Err(e) if is_disk_full(&e) => Finished::text(
-                507,
-                b"507 Insufficient Storage: the data dir is full; nothing was stored\n",
-                conn,
-                &[],
-                false,
-            ),
-            Err(e) => {
-                eprintln!("upload: {e}");
-                Finished::text(
-                    500,
-                    b"500 Internal Server Error: the upload could not be stored\n",
-                    conn,
-                    &[],
-                    false,
-                )
-            }
-        }))
+        Reply::Deferred(Job::new(move || stored(store.save(&body), conn)))
     }
 
     /// `GET`/`HEAD`/`DELETE /files/NAME`: a stored upload.

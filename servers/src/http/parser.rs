@@ -240,6 +240,36 @@ impl Parser {
         }
     }
 
+    /// After `Partial`: the request's head, if it is complete and a body
+    /// is still arriving, with how that body is framed. Lets the caller take
+    /// the body over (stream it to disk) instead of buffering it whole: it
+    /// then drops `head.len` bytes (the head) and calls [`Parser::abandon`].
+    pub fn pending_head<'b>(&self, buf: &'b [u8]) -> Option<(Request<'b>, BodyFraming)> {
+        if !matches!(self.st.phase, Phase::Body) || buf.len() < self.st.head_end {
+            return None;
+        }
+        let framing = match self.st.framing {
+            Framing::None => return None,
+            Framing::Length(l) => BodyFraming::Length(l as u64),
+            Framing::Chunked => BodyFraming::Chunked,
+        };
+        Some((
+            build(
+                &self.st,
+                &self.spans,
+                buf,
+                self.st.head_end,
+                Cow::Borrowed(&[]),
+            ),
+            framing,
+        ))
+    }
+
+    /// Forget the request in progress (its body was taken over).
+    pub fn abandon(&mut self) {
+        self.reset();
+    }
+
     fn reset(&mut self) {
         self.st = State::default();
         // Only non-empty after an error; `Complete` moved it out already.
@@ -715,6 +745,15 @@ enum Framing {
     #[default]
     None,
     Length(usize),
+    Chunked,
+}
+
+/// How a body whose head was handed out by [`Parser::pending_head`] ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// Exactly this many bytes follow the head.
+    Length(u64),
+    /// Chunked transfer coding.
     Chunked,
 }
 
