@@ -15,7 +15,7 @@
 //!    Status from the script, 502 on broken output, 403/404, confinement to
 //!    --cgi-dir incl. symlinks and encoded `..`, 504 on timeout with the
 //!    whole process group killed and no zombie), uploads (Content-Length and
-//!    chunked, read back, DELETE, 405 + Allow, bad names, a body of exactly
+//!    chunked, on disk half-way through the body, read back, DELETE, 405 + Allow, bad names, a body of exactly
 //!    --max-body-bytes stored and one byte more 413 storing nothing, 20
 //!    concurrent uploads, uploads aborted mid-body by FIN or RST leaving the
 //!    data dir as it was — "mid-body" observed as the server's socket
@@ -411,6 +411,10 @@ fn main_cases() -> Vec<(&'static str, MainCase)> {
         (
             "upload_content_length_and_chunked_read_back",
             upload_roundtrip,
+        ),
+        (
+            "upload_body_reaches_disk_before_it_completes",
+            upload_streams_to_disk,
         ),
         ("upload_delete_204_then_404", upload_delete),
         ("upload_405_with_allow", upload_405),
@@ -1162,6 +1166,56 @@ fn delete(ctx: &Ctx, path: &str) -> Response {
         r.body = c.read_exact_raw(n as usize);
     }
     r
+}
+
+/// The body is written to the temp file as it arrives, not held in memory
+/// until it is complete: with half of it sent, the temp file already holds
+/// that half. Both framings; the finished upload reads back byte-identical.
+fn upload_streams_to_disk(ctx: &Ctx) {
+    for chunked_framing in [false, true] {
+        let body = pseudo_random_bytes(200_000, 0x5EED + u64::from(chunked_framing));
+        let (head, wire): (&[u8], Vec<u8>) = if chunked_framing {
+            (
+                b"POST /upload HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n",
+                chunked(&body),
+            )
+        } else {
+            (
+                b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 200000\r\n\r\n",
+                body.clone(),
+            )
+        };
+        let what = if chunked_framing {
+            "chunked"
+        } else {
+            "Content-Length"
+        };
+        let mut c = ctx.conn();
+        let half = wire.len() / 2;
+        let mut first = head.to_vec();
+        first.extend_from_slice(&wire[..half]);
+        c.send(&first);
+        let on_disk = || {
+            temp_files(&ctx.fx.data)
+                .iter()
+                .filter_map(|n| fs::metadata(ctx.fx.data.join(n)).ok())
+                .map(|m| m.len())
+                .max()
+                .unwrap_or(0)
+        };
+        let want = (half as u64) * 9 / 10;
+        assert!(
+            wait_until(Duration::from_secs(5), Duration::from_millis(10), || on_disk() >= want),
+            "{what} upload with {half} of {} body bytes sent: expected a `.upload-` temp file of at least {want} bytes in the data dir within 5 s, the largest is {} bytes",
+            wire.len(),
+            on_disk()
+        );
+        c.send(&wire[half..]);
+        let r = c.read_response(false);
+        let name = upload_name(&r, what);
+        drop(c);
+        read_back(ctx, &name, &body, what);
+    }
 }
 
 fn upload_delete(ctx: &Ctx) {
