@@ -11,9 +11,8 @@ use std::net::SocketAddrV4;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::http::app::{respond_error, App, Finished, Job, Meta, Reply};
-use crate::http::chunked::{self, ChunkError};
 use crate::http::dynamic::UploadStream;
-use crate::http::parser::{BodyFraming, Method, Parser, Status};
+use crate::http::parser::{Method, Parser, Status};
 use crate::http::response::Outbox;
 use crate::http::stats::Shard;
 use crate::sys;
@@ -63,21 +62,13 @@ pub struct Ctx<'a> {
     pub offload: Option<&'a dyn Offload>,
 }
 
-/// An upload body being streamed to disk.
+/// An upload body being streamed to disk (the parser keeps its framing).
 struct BodyStream {
     sink: UploadStream,
-    body: Body,
     /// The response keeps the connection open.
     keep: bool,
     /// When the request started (monotonic ns), for /stats.
     started_ns: u64,
-}
-
-/// What remains of a streamed body.
-enum Body {
-    /// Bytes still to come.
-    Length(u64),
-    Chunked(chunked::Decoder),
 }
 
 pub struct Conn {
@@ -343,12 +334,7 @@ impl Conn {
                         continue;
                     }
                     Err(e) => {
-                        self.stream = None;
-                        let (status, why) = match e {
-                            ChunkError::TooLarge => (413, "request body too large"),
-                            ChunkError::Bad => (400, "malformed chunked body"),
-                        };
-                        self.fail(ctx, status, why);
+                        self.fail(ctx, e.status(), e.reason());
                         start = 0;
                         continue;
                     }
@@ -402,7 +388,7 @@ impl Conn {
     /// buffered whole. Returns the head's length; `None` leaves the request
     /// to the parser.
     fn start_stream(&mut self, ctx: &Ctx<'_>, start: usize) -> Option<usize> {
-        let (req, framing) = self.parser.pending_head(&self.buf[start..self.filled])?;
+        let req = self.parser.pending_head(&self.buf[start..self.filled])?;
         if req.method != Method::Post {
             return None;
         }
@@ -415,50 +401,29 @@ impl Conn {
             peer: self.peer,
         };
         let sink = ctx.app.stream_upload(&req, &meta)?;
-        let head_len = req.len;
-        let limit = self.parser.limits().max_body_bytes as u64;
-        self.parser.abandon();
         self.served += 1;
         self.stream = Some(BodyStream {
             sink,
-            body: match framing {
-                BodyFraming::Length(n) => Body::Length(n),
-                BodyFraming::Chunked => Body::Chunked(chunked::Decoder::new(limit)),
-            },
             keep,
             started_ns: sys::time::monotonic_ns(),
         });
-        Some(head_len)
+        Some(self.parser.take_over_body())
     }
 
     /// Feed buffered bytes from `start` to the body stream: how many were
-    /// body, and whether the body is complete.
-    fn feed_stream(&mut self, start: usize) -> Result<(usize, bool), ChunkError> {
+    /// used up, and whether the body is complete.
+    fn feed_stream(&mut self, start: usize) -> Result<(usize, bool), crate::http::parser::Error> {
         let Conn {
             stream,
             buf,
             filled,
+            parser,
             ..
         } = self;
         let Some(s) = stream.as_mut() else {
             return Ok((0, true));
         };
-        let input = &buf[start..*filled];
-        match &mut s.body {
-            Body::Length(left) => {
-                let take = input
-                    .len()
-                    .min(usize::try_from(*left).unwrap_or(usize::MAX));
-                s.sink.write(&input[..take]);
-                *left -= take as u64;
-                Ok((take, *left == 0))
-            }
-            Body::Chunked(decoder) => {
-                let sink = &mut s.sink;
-                let fed = decoder.feed(input, &mut |piece| sink.write(piece))?;
-                Ok((fed.consumed, fed.done))
-            }
-        }
+        parser.stream_body(&buf[start..*filled], &mut |piece| s.sink.write(piece))
     }
 
     /// The streamed body is complete: commit it (a job) and answer.

@@ -1106,3 +1106,85 @@ fn shrinking_buffer_does_not_panic() {
     assert!(matches!(p.parse(&req[..10]), Ok(Status::Partial)));
     assert_eq!(outcome(p.parse(req)), parse(req));
 }
+
+// ---------------------------------------------------------------- streaming
+
+/// Feed `wire` in pieces of `step` bytes the way a connection streaming an
+/// upload does: parse until the head is pending, take the body over, then
+/// stream it. Returns the streamed body and the bytes left after it.
+fn stream(limits: Limits, wire: &[u8], step: usize) -> Result<(Vec<u8>, Vec<u8>), Error> {
+    let mut p = Parser::new(limits);
+    let mut buf: Vec<u8> = Vec::new();
+    let mut fed = 0;
+    let mut body = Vec::new();
+    let mut streaming = false;
+    loop {
+        if streaming {
+            let (used, done) = p.stream_body(&buf, &mut |piece| body.extend_from_slice(piece))?;
+            buf.drain(..used);
+            if done {
+                buf.extend_from_slice(&wire[fed..]);
+                return Ok((body, buf));
+            }
+        } else {
+            match p.parse(&buf)? {
+                Status::Complete(_) => {
+                    panic!("step {step}: the body arrived whole, nothing to stream")
+                }
+                Status::Partial if p.pending_head(&buf).is_some() => {
+                    let used = p.take_over_body();
+                    buf.drain(..used);
+                    streaming = true;
+                    continue;
+                }
+                Status::Partial => {}
+            }
+        }
+        assert!(fed < wire.len(), "step {step}: ran out of input");
+        let end = (fed + step).min(wire.len());
+        buf.extend_from_slice(&wire[fed..end]);
+        fed = end;
+    }
+}
+
+#[test]
+fn streamed_bodies_match_buffered_ones_at_every_split() {
+    let next = b"GET /next HTTP/1.1\r\nHost: h\r\n\r\n";
+    let chunked_req = b"POST /upload HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nT: 1\r\n\r\n".to_vec();
+    let length_req = b"POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 31\r\n\r\nhelloabcdefghijklmnopqrstuvwxyz".to_vec();
+    for req in [chunked_req, length_req] {
+        let buffered = complete(&req).body;
+        assert_eq!(buffered, b"helloabcdefghijklmnopqrstuvwxyz");
+        let mut wire = req.clone();
+        wire.extend_from_slice(next);
+        // Steps up to the head's size, so the body never arrives with it.
+        for step in 1..40 {
+            let (body, rest) = stream(Limits::default(), &wire, step).unwrap();
+            assert_eq!(body, buffered, "step {step}");
+            assert_eq!(rest, next, "step {step}");
+        }
+    }
+}
+
+#[test]
+fn streamed_bodies_keep_the_limits_and_errors() {
+    let limits = Limits {
+        max_body_bytes: 10,
+        ..Limits::default()
+    };
+    let too_big = b"POST /u HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678\r\n8\r\n12345678\r\n0\r\n\r\n";
+    let bad =
+        b"POST /u HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678XX\r\n";
+    for step in 1..20 {
+        assert_eq!(
+            stream(limits, too_big, step),
+            Err(Error::BodyTooLarge),
+            "step {step}"
+        );
+        assert_eq!(
+            stream(limits, bad, step),
+            Err(Error::BadChunk),
+            "step {step}"
+        );
+    }
+}

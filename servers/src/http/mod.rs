@@ -3,7 +3,6 @@
 //! do not block here: they come back as jobs for the variant to schedule.
 
 pub mod app;
-pub mod chunked;
 pub mod date;
 pub mod dynamic;
 pub mod files;

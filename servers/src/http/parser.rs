@@ -240,34 +240,108 @@ impl Parser {
         }
     }
 
-    /// After `Partial`: the request's head, if it is complete and a body
-    /// is still arriving, with how that body is framed. Lets the caller take
-    /// the body over (stream it to disk) instead of buffering it whole: it
-    /// then drops `head.len` bytes (the head) and calls [`Parser::abandon`].
-    pub fn pending_head<'b>(&self, buf: &'b [u8]) -> Option<(Request<'b>, BodyFraming)> {
-        if !matches!(self.st.phase, Phase::Body) || buf.len() < self.st.head_end {
+    /// After `Partial`: the request's head, if it is complete and its body
+    /// is still arriving. The caller may then take the body over (stream it
+    /// to disk instead of buffering it whole) with [`Parser::take_over_body`]
+    /// and [`Parser::stream_body`].
+    pub fn pending_head<'b>(&self, buf: &'b [u8]) -> Option<Request<'b>> {
+        if !matches!(self.st.phase, Phase::Body)
+            || matches!(self.st.framing, Framing::None)
+            || buf.len() < self.st.head_end
+        {
             return None;
         }
-        let framing = match self.st.framing {
-            Framing::None => return None,
-            Framing::Length(l) => BodyFraming::Length(l as u64),
-            Framing::Chunked => BodyFraming::Chunked,
-        };
-        Some((
-            build(
-                &self.st,
-                &self.spans,
-                buf,
-                self.st.head_end,
-                Cow::Borrowed(&[]),
-            ),
-            framing,
+        Some(build(
+            &self.st,
+            &self.spans,
+            buf,
+            self.st.head_end,
+            Cow::Borrowed(&[]),
         ))
     }
 
-    /// Forget the request in progress (its body was taken over).
-    pub fn abandon(&mut self) {
-        self.reset();
+    /// Switch the request whose head [`Parser::pending_head`] returned to
+    /// streaming. Returns how many bytes at the front of the buffer last
+    /// passed to `parse` are used up (the head, and chunks already decoded);
+    /// the caller drops them and from then on feeds [`Parser::stream_body`]
+    /// the bytes that follow.
+    pub fn take_over_body(&mut self) -> usize {
+        let used = match self.st.framing {
+            Framing::Chunked => self.consumable(),
+            _ => self.st.head_end,
+        };
+        self.rebase(used);
+        used
+    }
+
+    /// Decode body bytes of a request taken over with
+    /// [`Parser::take_over_body`], handing the data to `sink` in order. `buf`
+    /// starts at the first byte not used up yet. Returns the bytes used up
+    /// and whether the body is complete (the parser is then ready for the
+    /// next request). The limits and errors are those of a buffered body.
+    pub fn stream_body(
+        &mut self,
+        buf: &[u8],
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<(usize, bool), Error> {
+        match self.st.framing {
+            Framing::Length(left) => {
+                let take = left.min(buf.len());
+                sink(&buf[..take]);
+                self.st.framing = Framing::Length(left - take);
+                if take == left {
+                    self.reset();
+                }
+                Ok((take, take == left))
+            }
+            Framing::Chunked => {
+                self.st.seen_len = buf.len();
+                let res = self.chunked(buf);
+                // Data decoded by this call (and any decoded before the
+                // take-over) leaves now; the buffer is reused.
+                if !self.body.is_empty() {
+                    sink(&self.body);
+                    self.body.clear();
+                }
+                match res {
+                    Ok(Some(len)) => {
+                        self.reset();
+                        Ok((len, true))
+                    }
+                    Ok(None) => {
+                        let used = self.consumable();
+                        self.rebase(used);
+                        Ok((used, false))
+                    }
+                    Err(e) => {
+                        self.reset();
+                        Err(e)
+                    }
+                }
+            }
+            Framing::None => {
+                self.reset();
+                Ok((0, true))
+            }
+        }
+    }
+
+    /// Bytes of a chunked body before `pos` that no later call looks at
+    /// again: everything, except trailer lines (their size limit counts from
+    /// the trailer's start, so the trailer stays in the buffer).
+    fn consumable(&self) -> usize {
+        match self.st.chunk {
+            Chunk::Trailer => self.st.trailer_start.min(self.st.pos),
+            _ => self.st.pos,
+        }
+    }
+
+    /// The caller dropped `used` bytes from the front of the buffer.
+    fn rebase(&mut self, used: usize) {
+        self.st.pos -= used;
+        self.st.scanned = self.st.scanned.saturating_sub(used);
+        self.st.trailer_start = self.st.trailer_start.saturating_sub(used);
+        self.st.seen_len = 0;
     }
 
     fn reset(&mut self) {
@@ -745,15 +819,6 @@ enum Framing {
     #[default]
     None,
     Length(usize),
-    Chunked,
-}
-
-/// How a body whose head was handed out by [`Parser::pending_head`] ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BodyFraming {
-    /// Exactly this many bytes follow the head.
-    Length(u64),
-    /// Chunked transfer coding.
     Chunked,
 }
 
