@@ -167,6 +167,8 @@ pub struct Settings {
 
 pub struct App {
     root: File,
+    /// `ROOT/<host>/` directories, by normalised host name.
+    vhosts: std::collections::HashMap<String, File>,
     stats: Arc<Stats>,
     pub(super) sessions: Sessions,
     /// `Err` holds why CGI is unavailable, for the 503 message.
@@ -203,6 +205,12 @@ impl App {
                 format!("--root {} is not a directory", root.display()),
             ));
         }
+        let vhosts = files::vhost_dirs(root, dir.as_raw_fd()).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("--root {}: listing virtual hosts: {e}", root.display()),
+            )
+        })?;
         let cgi = CgiDir::open(&settings.cgi_dir).map(Arc::new).map_err(|e| {
             let why = format!("--cgi-dir {}: {e}", settings.cgi_dir.display());
             eprintln!("warning: CGI disabled: {why}");
@@ -221,6 +229,7 @@ impl App {
             None => None,
         };
         Ok(App {
+            vhosts,
             root: dir,
             stats,
             sessions: Sessions::new(MAX_SESSIONS),
@@ -340,10 +349,13 @@ impl App {
         head_only: bool,
         out: &mut Outbox,
     ) -> u16 {
-        let vhost = req
-            .host
-            .and_then(|h| files::vhost_dir(self.root.as_raw_fd(), h));
-        let root = vhost.as_ref().unwrap_or(&self.root);
+        let vhost = match req.host {
+            Some(h) if !self.vhosts.is_empty() => {
+                files::vhost_name(h).and_then(|name| self.vhosts.get(&name))
+            }
+            _ => None,
+        };
+        let root = vhost.unwrap_or(&self.root);
         let (file, size, mtime, ctype) = match files::resolve(root.as_raw_fd(), path) {
             Resolved::File {
                 file,

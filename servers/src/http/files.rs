@@ -5,6 +5,7 @@
 //! the check), and the open itself is confined to the root by the kernel
 //! (`openat2` + `RESOLVE_BENEATH`), which also refuses symlinks leading out.
 
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
@@ -67,17 +68,32 @@ fn hex(c: u8) -> Option<u8> {
     }
 }
 
-/// The virtual host's document root, `ROOT/<host>/`, when it exists.
-///
-/// The Host value is normalised (port stripped, lower-cased) and must look
-/// like a DNS name or an IPv4 address — letters, digits, `-` and `.`, no
-/// empty label, no leading dot — so no Host header can name `..`, a path
-/// or a hidden entry. The open is confined beneath the root like any file.
-pub fn vhost_dir(root: RawFd, host: &str) -> Option<File> {
-    let name = vhost_name(host)?;
-    let c = CString::new(name).ok()?;
-    let dir = sys::fs::open_beneath(root, &c).ok()?;
-    dir.metadata().ok()?.is_dir().then_some(dir)
+/// The virtual hosts: every directory `ROOT/<name>/` whose name is a
+/// normalised host name (see [`vhost_name`]), opened beneath the root (a
+/// symlink leading outside is skipped). Read once at start-up, as nginx
+/// reads its server blocks, so a request costs a map lookup rather than an
+/// `openat2` on every static file; adding a host takes a restart.
+pub fn vhost_dirs(root_path: &std::path::Path, root: RawFd) -> io::Result<HashMap<String, File>> {
+    let mut hosts = HashMap::new();
+    for entry in std::fs::read_dir(root_path)? {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if vhost_name(&name).as_deref() != Some(name.as_str()) {
+            continue;
+        }
+        let Ok(c) = CString::new(name.as_bytes()) else {
+            continue;
+        };
+        let Ok(dir) = sys::fs::open_beneath(root, &c) else {
+            continue;
+        };
+        if dir.metadata().is_ok_and(|m| m.is_dir()) {
+            hosts.insert(name, dir);
+        }
+    }
+    Ok(hosts)
 }
 
 /// `Example.COM:8080` → `example.com`; `None` for anything that cannot be a
