@@ -427,68 +427,66 @@ pub(super) fn serve_file(
     head_only: bool,
     out: &mut Outbox,
 ) -> u16 {
-    {
-        let mut last_modified = *b"Last-Modified: Thu, 01 Jan 1970 00:00:00 GMT";
-        last_modified[15..].copy_from_slice(&date::format(mtime));
-        let not_modified = req
-            .header("if-modified-since")
-            .and_then(date::parse)
-            .is_some_and(|since| mtime <= since);
-        if not_modified {
-            // A 304 has no body; its Content-Length, if any, must be the
-            // length a 200 would have had (RFC 9110 §8.6).
-            write_head(out.bytes(), 304, None, Some(size), conn, &[&last_modified]);
-            return 304;
+    let mut last_modified = *b"Last-Modified: Thu, 01 Jan 1970 00:00:00 GMT";
+    last_modified[15..].copy_from_slice(&date::format(mtime));
+    let not_modified = req
+        .header("if-modified-since")
+        .and_then(date::parse)
+        .is_some_and(|since| mtime <= since);
+    if not_modified {
+        // A 304 has no body; its Content-Length, if any, must be the
+        // length a 200 would have had (RFC 9110 §8.6).
+        write_head(out.bytes(), 304, None, Some(size), conn, &[&last_modified]);
+        return 304;
+    }
+    match files::range(req.header("range"), size) {
+        Range::Full => {
+            write_head(
+                out.bytes(),
+                200,
+                Some(ctype),
+                Some(size),
+                conn,
+                &[&last_modified, b"Accept-Ranges: bytes"],
+            );
+            if !head_only {
+                out.push_file(file, 0, size);
+            }
+            200
         }
-        match files::range(req.header("range"), size) {
-            Range::Full => {
-                write_head(
-                    out.bytes(),
-                    200,
-                    Some(ctype),
-                    Some(size),
-                    conn,
-                    &[&last_modified, b"Accept-Ranges: bytes"],
-                );
-                if !head_only {
-                    out.push_file(file, 0, size);
-                }
-                200
+        Range::Part { start, end } => {
+            let mut cr = b"Content-Range: bytes ".to_vec();
+            push_u64(&mut cr, start);
+            cr.push(b'-');
+            push_u64(&mut cr, end);
+            cr.push(b'/');
+            push_u64(&mut cr, size);
+            let len = end - start + 1;
+            write_head(
+                out.bytes(),
+                206,
+                Some(ctype),
+                Some(len),
+                conn,
+                &[&last_modified, b"Accept-Ranges: bytes", &cr],
+            );
+            if !head_only {
+                out.push_file(file, start, len);
             }
-            Range::Part { start, end } => {
-                let mut cr = b"Content-Range: bytes ".to_vec();
-                push_u64(&mut cr, start);
-                cr.push(b'-');
-                push_u64(&mut cr, end);
-                cr.push(b'/');
-                push_u64(&mut cr, size);
-                let len = end - start + 1;
-                write_head(
-                    out.bytes(),
-                    206,
-                    Some(ctype),
-                    Some(len),
-                    conn,
-                    &[&last_modified, b"Accept-Ranges: bytes", &cr],
-                );
-                if !head_only {
-                    out.push_file(file, start, len);
-                }
-                206
-            }
-            Range::Unsatisfiable => {
-                let mut cr = b"Content-Range: bytes */".to_vec();
-                push_u64(&mut cr, size);
-                simple(
-                    out,
-                    416,
-                    "text/plain",
-                    b"416 Range Not Satisfiable\n",
-                    conn,
-                    &[&cr],
-                    head_only,
-                )
-            }
+            206
+        }
+        Range::Unsatisfiable => {
+            let mut cr = b"Content-Range: bytes */".to_vec();
+            push_u64(&mut cr, size);
+            simple(
+                out,
+                416,
+                "text/plain",
+                b"416 Range Not Satisfiable\n",
+                conn,
+                &[&cr],
+                head_only,
+            )
         }
     }
 }
