@@ -50,6 +50,13 @@ struct Args {
     /// for waking the client's CPU. Costs client CPU; off by default.
     #[arg(long = "busy-poll", value_name = "D", default_value = "0", value_parser = parse_duration)]
     busy_poll: Duration,
+    /// With requests in flight and nothing to read, doze up to D (and at
+    /// most 1/32 of the recent mean latency) before sleeping in epoll_wait,
+    /// so responses arriving meanwhile are taken in one wake-up instead of
+    /// each making the server wake the client's CPU. Latency then includes
+    /// that doze. 0 turns it off; never with -R.
+    #[arg(long = "coalesce", value_name = "D", default_value = "50us", value_parser = parse_duration)]
+    coalesce: Duration,
     /// Request method.
     #[arg(short = 'm', long = "method", value_name = "M", default_value = "GET")]
     method: String,
@@ -88,6 +95,8 @@ pub struct Config {
     pub pipeline: usize,
     /// Longest poll before sleeping (zero: sleep at once).
     pub busy_poll: Duration,
+    /// Longest doze before sleeping with requests in flight (zero: none).
+    pub coalesce: Duration,
     pub method: String,
     pub body: Option<Vec<u8>>,
     pub json: Option<PathBuf>,
@@ -208,6 +217,7 @@ where
         requests: a.requests,
         pipeline: to_usize(a.pipeline, "--pipeline")?,
         busy_poll: a.busy_poll,
+        coalesce: a.coalesce,
         method: a.method,
         body,
         json: a.json,
@@ -319,6 +329,9 @@ mod tests {
     fn defaults() {
         let c = cfg(&["http://localhost:1/"]).unwrap();
         assert_eq!((c.threads, c.connections, c.pipeline), (2, 10, 1));
+        assert_eq!(c.coalesce, Duration::from_micros(50));
+        let c = cfg(&["--coalesce", "0", "http://localhost:1/"]).unwrap();
+        assert_eq!(c.coalesce, Duration::ZERO);
         assert_eq!(c.duration, Some(DEFAULT_DURATION));
         assert_eq!(c.timeout, Duration::from_secs(2));
         let c = cfg(&["-n", "1k", "http://localhost:1/"]).unwrap();
@@ -349,6 +362,7 @@ mod tests {
         assert!(usage_of(&["-H", "nocolon", "http://127.0.0.1:1/"]).contains("Name: value"));
         assert!(usage_of(&["--bogus", "http://127.0.0.1:1/"]).contains("--help"));
         assert!(usage_of(&["-c", "ten", "http://127.0.0.1:1/"]).contains("10k"));
+        assert!(usage_of(&["--coalesce", "soon", "http://127.0.0.1:1/"]).contains("--coalesce"));
         assert!(usage_of(&[]).starts_with("no URL"));
     }
 

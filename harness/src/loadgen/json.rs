@@ -41,6 +41,8 @@ struct Settings<'a> {
     method: &'a str,
     timeout_s: f64,
     headers: &'a [String],
+    /// `--coalesce`: the longest doze before sleeping (0: off).
+    coalesce_us: f64,
 }
 
 #[derive(Serialize)]
@@ -69,6 +71,7 @@ pub fn render(cfg: &Config, outcome: &Outcome) -> String {
             pipeline: cfg.pipeline,
             method: &cfg.method,
             timeout_s: cfg.timeout.as_secs_f64(),
+            coalesce_us: cfg.coalesce.as_secs_f64() * 1e6,
             headers: &cfg.headers,
         },
         duration_s: secs,

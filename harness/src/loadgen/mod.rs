@@ -80,6 +80,7 @@ pub fn run(cfg: &Config, wake_fd: Option<RawFd>) -> io::Result<Outcome> {
         }),
         hist_max_us: max_us * 2,
         busy_poll_ns: cfg.busy_poll.as_nanos().min(u128::from(u64::MAX)) as u64,
+        coalesce_ns: cfg.coalesce.as_nanos().min(u128::from(u64::MAX)) as u64,
     };
     let shared = Shared {
         start_ns,
