@@ -703,6 +703,7 @@ fn check_json_schema(json: &Value, run: &Run) {
         "method",
         "timeout_s",
         "headers",
+        "coalesce_us",
     ] {
         field(json, &format!("settings.{k}"), run);
     }
