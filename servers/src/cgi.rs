@@ -933,24 +933,8 @@ pub fn parse_output(out: Vec<u8>) -> Result<CgiResponse, CgiError> {
                         .ok_or_else(|| bad("malformed Status header"))?,
                 );
             }
-            "content-type" => {
-                if content_type.is_some() {
-                    return Err(bad("more than one Content-Type header"));
-                }
-                match value {
-                    Some(v) if !v.is_empty() => content_type = Some(v.to_string()),
-                    _ => return Err(bad("invalid Content-Type header")),
-                }
-            }
-            "location" => {
-                if location.is_some() {
-                    return Err(bad("more than one Location header"));
-                }
-                match value {
-                    Some(v) if !v.is_empty() => location = Some(v.to_string()),
-                    _ => return Err(bad("invalid Location header")),
-                }
-            }
+            "content-type" => set_once(&mut content_type, value, "Content-Type")?,
+            "location" => set_once(&mut location, value, "Location")?,
             l if DROPPED_SCRIPT_HEADERS.contains(&l) => {}
             _ => {
                 if let Some(v) = value {
@@ -977,6 +961,20 @@ pub fn parse_output(out: Vec<u8>) -> Result<CgiResponse, CgiError> {
         headers,
         body,
     })
+}
+
+/// A header the script may send once, with a non-empty valid value.
+fn set_once(slot: &mut Option<String>, value: Option<&str>, name: &str) -> Result<(), CgiError> {
+    if slot.is_some() {
+        return Err(CgiError::BadOutput(format!("more than one {name} header")));
+    }
+    match value {
+        Some(v) if !v.is_empty() => {
+            *slot = Some(v.to_string());
+            Ok(())
+        }
+        _ => Err(CgiError::BadOutput(format!("invalid {name} header"))),
+    }
 }
 
 /// `NNN` or `NNN reason`, NNN in 200..=599.
@@ -1229,6 +1227,8 @@ mod tests {
             b"Content-Type: a/b\nContent-Type: c/d\n\n",
             b"Content-Type: a\rb\n\nx",
             b"Content-Type:\n\nx",
+            b"Location: /a\nLocation: /b\n\n",
+            b"Location:\n\n",
             b"X-Only: 1\n\nbody without a type",
         ] {
             let e = parsed(out).unwrap_err();

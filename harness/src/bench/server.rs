@@ -218,17 +218,12 @@ impl Server {
     /// Threads of the server's processes allowed outside `cpus`, described
     /// (None when every thread is confined as intended).
     pub fn check_affinity(&self, cpus: &[usize]) -> Option<String> {
-        let mut pids = vec![self.pid()];
-        let mut seen = 0;
-        while seen < pids.len() {
-            let pid = pids[seen];
-            seen += 1;
+        for pid in self.tree_pids() {
             let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
                 continue;
             };
             for task in tasks.flatten() {
-                let path = task.path();
-                let status = fs::read_to_string(path.join("status")).unwrap_or_default();
+                let status = fs::read_to_string(task.path().join("status")).unwrap_or_default();
                 let allowed = status
                     .lines()
                     .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
@@ -241,12 +236,6 @@ impl Server {
                             task.file_name().to_string_lossy()
                         ));
                     }
-                }
-                if let Ok(kids) = fs::read_to_string(path.join("children")) {
-                    pids.extend(
-                        kids.split_whitespace()
-                            .filter_map(|k| k.parse::<u32>().ok()),
-                    );
                 }
             }
         }
