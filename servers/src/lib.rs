@@ -23,3 +23,4 @@ pub mod offload;
 pub mod session;
 pub mod sys;
 pub mod uploads;
+pub mod variants;
