@@ -1,18 +1,19 @@
-//! The option set every variant shares, and server start-up.
+//! The option set every variant shares, and server start-up: binding
+//! (once, in whatever process accepts) apart from building the application
+//! (in every process that serves).
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 
-use crate::http::app::{App, Settings};
+use crate::app::stats::Stats;
+use crate::app::{App, Settings};
 use crate::http::parser::{Limits, Parser};
-use crate::http::stats::Stats;
 use crate::sys;
 use crate::sys::affinity::CpuList;
 use crate::sys::signal::Shutdown;
@@ -106,40 +107,85 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("duration {s:?} is out of range"))
 }
 
-/// Everything a variant needs once started: the app, the shutdown signal,
-/// the limits. The bound listener is returned beside it, to be moved into
-/// whichever thread accepts (closing it is how accepting stops).
-pub struct Server {
+/// What a master does once: pin CPUs, install signal handling, bind the
+/// listening socket. Building the application is a separate step
+/// ([`Listening::build`]), done by each thread group or process that serves,
+/// so a process model can bind in its master and build in its workers.
+pub struct Listening {
+    /// The variant's catalog name (`/stats`' `variant`).
+    pub variant: &'static str,
+    /// The options it was started with.
     pub opts: Options,
+    /// The address actually bound (the port resolved when `--port 0`).
     pub local: SocketAddrV4,
-    pub app: Arc<App>,
+    /// Raised on SIGINT/SIGTERM.
     pub shutdown: &'static Shutdown,
+}
+
+/// A started server: where it listens and the application it serves.
+pub struct Server {
+    /// Bound address, options and shutdown state.
+    pub listening: Listening,
+    /// The application every connection of this process is answered by.
+    pub app: Arc<App>,
+    /// The model's thread (or process) count, as `/stats` reports it.
     pub threads: usize,
 }
 
-impl Server {
-    /// Pin CPUs, install signal handling, open the root, bind, and print the
-    /// `listening on` line. `threads` is the model's thread count, `shards`
-    /// how many threads update statistics.
-    pub fn start(
+impl std::ops::Deref for Server {
+    type Target = Listening;
+    fn deref(&self) -> &Listening {
+        &self.listening
+    }
+}
+
+/// `err` with `context` in front of its message (the kind is kept).
+fn context(err: io::Error, context: impl std::fmt::Display) -> io::Error {
+    io::Error::new(err.kind(), format!("{context}: {err}"))
+}
+
+impl Listening {
+    /// Pin CPUs, install signal handling and bind. The listener is returned
+    /// beside, to be moved into whichever thread accepts (closing it is how
+    /// accepting stops).
+    pub fn bind(
         variant: &'static str,
         opts: Options,
-        threads: usize,
-        shards: usize,
         reuse_port: bool,
-    ) -> anyhow::Result<(Server, OwnedFd)> {
+    ) -> io::Result<(Listening, OwnedFd)> {
         if let Some(CpuList(cpus)) = &opts.cpus {
-            sys::affinity::pin_current_thread(cpus).with_context(|| {
-                format!(
-                    "pinning to CPUs {cpus:?} (this machine has {}: see `nproc`)",
-                    sys::affinity::online_cpus()
+            sys::affinity::pin_current_thread(cpus).map_err(|e| {
+                let n = sys::affinity::online_cpus();
+                context(
+                    e,
+                    format!("pinning to CPUs {cpus:?} (this machine has {n}: see `nproc`)"),
                 )
             })?;
         }
-        let shutdown = sys::signal::install().context("installing signal handlers")?;
+        let shutdown =
+            sys::signal::install().map_err(|e| context(e, "installing signal handlers"))?;
         let listener = bind(&opts, opts.port, reuse_port)?;
         let local = sys::socket::local_addr(listener.as_raw_fd())?;
-        let stats = Arc::new(Stats::new(variant, threads, shards));
+        let listening = Listening {
+            variant,
+            opts,
+            local,
+            shutdown,
+        };
+        Ok((listening, listener))
+    }
+
+    /// Counters for `shards` writers, in memory shared with forked children.
+    pub fn stats(&self, threads: usize, shards: usize) -> io::Result<Arc<Stats>> {
+        Stats::new(self.variant, threads, shards)
+            .map(Arc::new)
+            .map_err(|e| context(e, "mapping the /stats counters"))
+    }
+
+    /// Open the root, CGI and data directories and the access log: what
+    /// each worker does for itself.
+    pub fn build(&self, stats: Arc<Stats>) -> io::Result<App> {
+        let opts = &self.opts;
         let settings = Settings {
             root: opts.root.clone(),
             cgi_dir: opts.cgi_dir.clone(),
@@ -149,40 +195,28 @@ impl Server {
                 .access_log
                 .clone()
                 .map(|p| (p, opts.access_log_max_bytes, opts.access_log_keep)),
-            local,
+            local: self.local,
         };
-        let app = App::new(&settings, stats).context("starting the application")?;
+        App::new(&settings, stats).map_err(|e| context(e, "starting the application"))
+    }
+
+    /// Print the `listening on ADDR:PORT` line (the first stdout line, which
+    /// scripts wait for): only once everything that can fail at start-up
+    /// has succeeded.
+    pub fn announce(&self) -> io::Result<()> {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on {local}")?;
-        out.flush()?;
-        let server = Server {
-            opts,
-            local,
-            app: Arc::new(app),
-            shutdown,
-            threads,
-        };
-        Ok((server, listener))
+        writeln!(out, "listening on {}", self.local)?;
+        out.flush()
     }
 
     /// Another listener on the same port (SO_REUSEPORT), for one-listener-per-loop models.
-    pub fn another_listener(&self) -> anyhow::Result<OwnedFd> {
+    pub fn another_listener(&self) -> io::Result<OwnedFd> {
         bind(&self.opts, self.local.port(), true)
     }
 
-    /// Last step of every variant once its threads are done: flush the
-    /// access log so it holds every request answered.
-    pub fn finish(&self) {
-        let killed = crate::cgi::kill_running();
-        if killed > 0 {
-            eprintln!("shutdown: killed {killed} CGI script(s) still running");
-        }
-        self.app.close();
-    }
-
     /// Connection policy for the blocking models.
-    pub fn blocking_policy(&self, max_requests: u64) -> crate::blocking::Policy {
-        crate::blocking::Policy {
+    pub fn blocking_policy(&self, max_requests: u64) -> crate::drivers::blocking::Policy {
+        crate::drivers::blocking::Policy {
             keepalive_timeout: self.opts.keepalive_timeout,
             header_timeout: self.opts.header_timeout,
             max_requests,
@@ -191,8 +225,8 @@ impl Server {
     }
 
     /// Connection policy for the epoll loops.
-    pub fn loop_policy(&self) -> crate::event_loop::Policy {
-        crate::event_loop::Policy {
+    pub fn loop_policy(&self) -> crate::drivers::readiness::Policy {
+        crate::drivers::readiness::Policy {
             keepalive_timeout: self.opts.keepalive_timeout,
             header_timeout: self.opts.header_timeout,
             max_requests: self.opts.keepalive_requests,
@@ -210,10 +244,50 @@ impl Server {
     }
 }
 
-fn bind(opts: &Options, port: u16, reuse_port: bool) -> anyhow::Result<OwnedFd> {
+impl Server {
+    /// The usual start of a single-process variant: bind, build the
+    /// application with `shards` counter shards, announce. `threads` is
+    /// the model's thread count.
+    pub fn start(
+        variant: &'static str,
+        opts: Options,
+        threads: usize,
+        shards: usize,
+        reuse_port: bool,
+    ) -> io::Result<(Server, OwnedFd)> {
+        let (listening, listener) = Listening::bind(variant, opts, reuse_port)?;
+        let stats = listening.stats(threads, shards)?;
+        let app = Arc::new(listening.build(stats)?);
+        listening.announce()?;
+        let server = Server {
+            listening,
+            app,
+            threads,
+        };
+        Ok((server, listener))
+    }
+
+    /// Last step of every variant once its threads are done: kill CGI
+    /// scripts still running and flush the access log so it holds every
+    /// request answered.
+    pub fn finish(&self) {
+        let killed = crate::app::cgi::kill_running();
+        if killed > 0 {
+            eprintln!("shutdown: killed {killed} CGI script(s) still running");
+        }
+        self.app.close();
+    }
+}
+
+fn bind(opts: &Options, port: u16, reuse_port: bool) -> io::Result<OwnedFd> {
     let addr = SocketAddrV4::new(opts.addr, port);
-    sys::socket::listen_tcp(addr, opts.backlog, reuse_port).with_context(|| {
-        format!("binding {addr} (is another server using the port? try --port 0 for a free one)")
+    sys::socket::listen_tcp(addr, opts.backlog, reuse_port).map_err(|e| {
+        context(
+            e,
+            format!(
+                "binding {addr} (is another server using the port? try --port 0 for a free one)"
+            ),
+        )
     })
 }
 

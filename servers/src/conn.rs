@@ -1,21 +1,27 @@
-//! One client connection: bytes in, parsed requests, responses out.
+//! One client connection's state machine, sans-IO.
 //!
-//! The same state machine serves blocking and non-blocking sockets; the
-//! variants differ only in who calls it and when. On a non-blocking socket
-//! [`Conn::on_readable`] reads until the kernel buffer is drained, as
-//! edge-triggered epoll requires; on a blocking one it reads once (blocking
-//! until data comes) so the calling thread can re-check timeouts and shutdown.
+//! The connection never touches its socket. A driver hands it what arrived
+//! ([`Conn::recv_buf`] + [`Conn::on_received`], or [`Conn::on_input`] for
+//! bytes that landed in a buffer of the driver's own, and [`Conn::on_eof`]),
+//! asks what to send next ([`Conn::to_send`]), tells it what was sent
+//! ([`Conn::on_sent`]), and runs the blocking jobs it asks for
+//! ([`Conn::take_job`] → [`Conn::on_job_done`]). [`Conn::next`] says what
+//! it needs now. Blocking sockets, a readiness loop (epoll) and a
+//! completion queue (io_uring) drive the same machine; they differ only in
+//! who calls it and when, and in which syscalls move the bytes.
+//!
+//! Where the connection is in its life is one [`Phase`]; whether the client
+//! may still send is the separate [`Input`] (a client can half-close in any
+//! phase).
 
-use std::io;
 use std::net::SocketAddrV4;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::Instant;
 
-use crate::http::app::{respond_error, App, Finished, Job, Meta, Reply};
-use crate::http::dynamic::UploadStream;
-use crate::http::parser::{Method, Parser, Status};
-use crate::http::response::Outbox;
+use crate::app::dynamic::UploadStream;
+use crate::app::{respond_error, App, Finished, Job, Meta, Reply};
+use crate::http::parser::{self, Method, Parser, Status};
+use crate::http::response::{Chunk, Outbox};
 use crate::http::stats::Shard;
-use crate::sys;
 
 /// Responses queued beyond this stop the parsing of further pipelined
 /// requests until the client has read some: a client that pipelines without
@@ -29,37 +35,68 @@ const INITIAL_BUF: usize = 8 * 1024;
 /// that destroys the error response in flight.
 const LINGER_MAX_BYTES: usize = 256 * 1024;
 
-/// What the connection needs next.
+/// What the connection needs next from its driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
     /// Waiting for the client to send.
     Read,
-    /// Waiting for the socket to accept more of the queued responses.
+    /// Output is queued: send [`Conn::to_send`].
     Write,
+    /// A deferred response is being produced: run [`Conn::take_job`]'s job
+    /// (or wait for it) and call [`Conn::on_job_done`].
+    Wait,
+    /// Done after an error while the client may still be sending:
+    /// half-close our side, call [`Conn::on_half_closed`], and keep feeding
+    /// input (it is discarded) until EOF or [`Next::Close`].
+    Linger,
     /// Done: drop the connection (closing the socket).
     Close,
-    /// Done, but the client may still be sending: half-close and discard
-    /// input for a moment before dropping (see [`Conn::linger_read`]).
-    Linger,
 }
 
-/// Where deferred (blocking) work goes when the connection's own thread
-/// must not block. `token` comes back with the finished response.
-pub trait Offload {
-    /// Queue `job`, or give it back when the queue is full.
-    fn submit(&self, job: Job, token: u64) -> Result<(), Job>;
+/// Where the connection is in its life.
+enum Phase {
+    /// Reading requests and answering each as it completes.
+    Open,
+    /// Responses queued past the high-water mark: parsing resumes once the
+    /// client has read them.
+    Backlogged,
+    /// An upload body is being written to disk as it arrives.
+    Streaming(Box<BodyStream>),
+    /// A response is being produced by blocking work; nothing behind it is
+    /// answered until it is back (responses stay in order). `job` is
+    /// `Some` until the driver takes it; `last` ends the connection after it.
+    Waiting {
+        job: Option<Job>,
+        started: Instant,
+        last: bool,
+    },
+    /// The last response is queued: once it is sent, close — after an
+    /// error, linger first so the client can read it.
+    Closing { after_error: bool },
+    /// Our side is half-closed after an error; input is read and dropped.
+    Lingering { discarded: usize },
+    /// Nothing more to do.
+    Closed,
 }
 
-/// What the caller knows that the connection does not.
+/// Whether the client may still send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    Open,
+    /// EOF seen: the client half-closed (or the connection broke).
+    Ended,
+}
+
+/// What the driver knows that the connection does not.
 pub struct Ctx<'a> {
+    /// The application answering requests.
     pub app: &'a App,
+    /// This thread's (or process's) counters.
     pub shard: &'a Shard,
     /// Requests served on one connection before it is closed (0 = no cap).
     pub max_requests: u64,
     /// Shutdown in progress: answer what has arrived, then close.
     pub draining: bool,
-    /// A worker pool for blocking handlers; `None` runs them inline.
-    pub offload: Option<&'a dyn Offload>,
 }
 
 /// An upload body being streamed to disk (the parser keeps its framing).
@@ -67,41 +104,22 @@ struct BodyStream {
     sink: UploadStream,
     /// The response keeps the connection open.
     keep: bool,
-    /// When the request started (monotonic ns), for /stats.
-    started_ns: u64,
+    started: Instant,
 }
 
+/// One client connection: its buffers, parser and phase.
 pub struct Conn {
-    fd: OwnedFd,
     peer: SocketAddrV4,
-    /// Names this connection to the offload pool (set by the event loop).
+    /// Names this connection to whoever runs its jobs (set by the driver).
     pub token: u64,
-    /// A deferred response is being produced elsewhere: nothing after it
-    /// may be parsed or answered until it is back (responses stay in order).
-    waiting: bool,
-    /// When the deferred request started (monotonic ns), for /stats.
-    job_started_ns: u64,
-    /// An upload body being written to disk as it arrives.
-    stream: Option<BodyStream>,
-    nonblocking: bool,
+    phase: Phase,
+    input: Input,
     parser: Parser,
     buf: Vec<u8>,
     filled: usize,
     max_buf: usize,
     out: Outbox,
     served: u64,
-    /// A response that ends the connection has been queued.
-    closing: bool,
-    /// Closing because of a protocol error: linger rather than reset.
-    errored: bool,
-    /// Parsing stopped at the high-water mark; resume once output drains.
-    paused: bool,
-    /// The client closed its sending side.
-    eof: bool,
-    /// Reading stopped with bytes possibly left in the kernel buffer.
-    read_pending: bool,
-    /// Bytes discarded while lingering.
-    lingered: usize,
     /// When the current partial request started (coarse ms), for the header timeout.
     pub request_started_ms: u64,
     /// Last time the client sent or accepted bytes (coarse ms), for idle timeouts.
@@ -109,218 +127,297 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(
-        fd: OwnedFd,
-        peer: SocketAddrV4,
-        nonblocking: bool,
-        parser: Parser,
-        now_ms: u64,
-    ) -> Conn {
+    /// A new connection from `peer`, parsing with `parser`'s limits.
+    pub fn new(peer: SocketAddrV4, parser: Parser, now_ms: u64) -> Conn {
         let l = parser.limits();
         Conn {
-            fd,
             peer,
             token: 0,
-            waiting: false,
-            job_started_ns: 0,
-            stream: None,
-            nonblocking,
+            phase: Phase::Open,
+            input: Input::Open,
             max_buf: l.max_request_line + l.max_header_bytes + l.max_body_bytes + 4096,
             parser,
             buf: vec![0; INITIAL_BUF],
             filled: 0,
             out: Outbox::new(),
             served: 0,
-            closing: false,
-            errored: false,
-            paused: false,
-            eof: false,
-            read_pending: false,
-            lingered: 0,
             request_started_ms: now_ms,
             last_active_ms: now_ms,
         }
     }
 
-    pub fn fd(&self) -> i32 {
-        self.fd.as_raw_fd()
-    }
-
-    /// Bytes of an unfinished request are buffered (the header timeout applies).
-    pub fn has_partial_request(&self) -> bool {
-        self.filled > 0 || self.stream.is_some()
-    }
-
-    /// Responses are queued but not yet written (the socket is full).
-    pub fn has_pending_output(&self) -> bool {
-        !self.out.is_empty()
-    }
-
-    /// A deferred response is being produced on another thread; timeouts
-    /// do not apply (the handler bounds its own time) and the connection
-    /// must stay until the response comes back.
-    pub fn is_waiting(&self) -> bool {
-        self.waiting
-    }
-
-    /// The deferred response came back: queue it, answer what was
-    /// pipelined behind it, and write.
-    pub fn on_job_done(&mut self, ctx: &Ctx<'_>, done: Finished, now_ms: u64) -> Next {
-        self.waiting = false;
-        self.out.bytes().extend_from_slice(&done.bytes);
-        ctx.shard.request_done(
-            done.status,
-            sys::time::monotonic_ns().saturating_sub(self.job_started_ns),
-        );
-        self.process(ctx, now_ms);
-        self.on_writable(ctx, now_ms)
-    }
-
-    /// Read what the client sent, answer every complete request, and write.
-    ///
-    /// `Err(Interrupted)` is returned only for a blocking socket whose read
-    /// was interrupted (shutdown kicks); the caller decides whether to retry.
-    pub fn on_readable(&mut self, ctx: &Ctx<'_>, now_ms: u64) -> io::Result<Next> {
-        loop {
-            self.read_available(ctx, now_ms)?;
-            let next = self.after_flush(ctx, now_ms);
-            // Reading stopped at the output high-water mark and output has
-            // since drained: with edge-triggered epoll no new edge will come
-            // for bytes already in the kernel buffer, so read them now.
-            if next == Next::Read && self.read_pending && !self.waiting {
-                continue;
+    /// What the connection needs now.
+    pub fn next(&self) -> Next {
+        if matches!(self.phase, Phase::Closed) {
+            return Next::Close;
+        }
+        if !self.out.is_empty() {
+            return Next::Write;
+        }
+        match self.phase {
+            Phase::Open | Phase::Backlogged | Phase::Streaming(_) | Phase::Lingering { .. } => {
+                Next::Read
             }
-            return Ok(next);
+            Phase::Waiting { .. } => Next::Wait,
+            Phase::Closing { after_error } if after_error && self.input == Input::Open => {
+                Next::Linger
+            }
+            Phase::Closing { .. } | Phase::Closed => Next::Close,
         }
     }
 
-    /// Read until the socket is drained (non-blocking) or once (blocking),
-    /// answering complete requests as they arrive.
-    fn read_available(&mut self, ctx: &Ctx<'_>, now_ms: u64) -> io::Result<()> {
-        self.read_pending = false;
-        loop {
-            if self.closing {
-                return Ok(());
+    /// Whether input is useful now. A readiness driver stops reading when it
+    /// is not (and remembers the socket may hold more); a completion driver
+    /// may deliver anyway, and the bytes are kept for later.
+    pub fn wants_input(&self) -> bool {
+        self.input == Input::Open
+            && matches!(
+                self.phase,
+                Phase::Open | Phase::Streaming(_) | Phase::Lingering { .. }
+            )
+    }
+
+    /// Where the next bytes from the client go: read into this, then call
+    /// [`Conn::on_received`]. `None` when the connection takes no input now
+    /// (see [`Conn::wants_input`]), or the buffer is full at the request
+    /// size limit (the request is then answered 431).
+    pub fn recv_buf(&mut self, ctx: &Ctx<'_>) -> Option<&mut [u8]> {
+        if !self.wants_input() {
+            return None;
+        }
+        if let Phase::Lingering { .. } = self.phase {
+            return Some(&mut self.buf[..]);
+        }
+        if self.filled == self.buf.len() {
+            if self.buf.len() >= self.max_buf {
+                // The parser rejects anything this large before the buffer
+                // is full; this is a safety net.
+                self.fail(ctx, 431, "request too large");
+                return None;
             }
-            if self.paused || self.waiting {
-                self.read_pending = self.nonblocking;
-                return Ok(());
+            let grown = (self.buf.len() * 2).min(self.max_buf);
+            self.buf.resize(grown, 0);
+        }
+        Some(&mut self.buf[self.filled..])
+    }
+
+    /// `n` bytes were read into [`Conn::recv_buf`]: answer every request
+    /// they complete.
+    pub fn on_received(&mut self, ctx: &Ctx<'_>, n: usize, now_ms: u64) {
+        if n == 0 {
+            return;
+        }
+        if let Phase::Lingering { discarded } = &mut self.phase {
+            *discarded += n;
+            if *discarded > LINGER_MAX_BYTES {
+                self.phase = Phase::Closed;
+            }
+            return;
+        }
+        if self.filled == 0 {
+            self.request_started_ms = now_ms;
+        }
+        self.filled += n;
+        self.last_active_ms = now_ms;
+        self.process(ctx, now_ms);
+    }
+
+    /// Bytes that arrived in a buffer of the driver's own (a completion
+    /// driver's provided buffers): copied in, then as [`Conn::on_received`].
+    /// Input that comes while the connection is not reading (a deferred
+    /// response, a backlog) is kept for later, up to the request limits.
+    pub fn on_input(&mut self, ctx: &Ctx<'_>, mut data: &[u8], now_ms: u64) {
+        while !data.is_empty() && !matches!(self.phase, Phase::Closed) {
+            if let Phase::Lingering { .. } = self.phase {
+                let n = data.len();
+                self.on_received(ctx, n, now_ms);
+                return;
+            }
+            if matches!(self.phase, Phase::Closing { .. }) {
+                return;
             }
             if self.filled == self.buf.len() {
                 if self.buf.len() >= self.max_buf {
-                    // The parser rejects anything this large before the
-                    // buffer is full; this is a safety net.
                     self.fail(ctx, 431, "request too large");
-                    return Ok(());
+                    return;
                 }
                 let grown = (self.buf.len() * 2).min(self.max_buf);
                 self.buf.resize(grown, 0);
             }
-            let space = self.buf.len() - self.filled;
-            match sys::io::read(self.fd.as_raw_fd(), &mut self.buf[self.filled..]) {
-                Ok(0) => {
-                    // Answer what arrived complete; a partial request is
-                    // abandoned with the connection.
-                    self.eof = true;
-                    self.process(ctx, now_ms);
-                    self.closing = true;
-                    return Ok(());
-                }
-                Ok(n) => {
-                    if self.filled == 0 {
-                        self.request_started_ms = now_ms;
-                    }
-                    self.filled += n;
-                    self.last_active_ms = now_ms;
-                    self.process(ctx, now_ms);
-                    // A short read drained the socket: with edge-triggered
-                    // epoll, new data raises a new edge, so reading again
-                    // would only cost a syscall returning EAGAIN.
-                    if !self.nonblocking || n < space {
-                        return Ok(());
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted && self.nonblocking => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
-                Err(_) => {
-                    // Reset by the peer: nothing can be delivered any more.
-                    self.out = Outbox::new();
-                    self.closing = true;
-                    self.eof = true;
-                    return Ok(());
-                }
+            let n = data.len().min(self.buf.len() - self.filled);
+            self.buf[self.filled..self.filled + n].copy_from_slice(&data[..n]);
+            data = &data[n..];
+            if self.wants_input() {
+                self.on_received(ctx, n, now_ms);
+            } else {
+                self.filled += n;
+                self.last_active_ms = now_ms;
             }
         }
     }
 
-    /// The socket can take more output.
-    pub fn on_writable(&mut self, ctx: &Ctx<'_>, now_ms: u64) -> Next {
-        let next = self.after_flush(ctx, now_ms);
-        if next == Next::Read && self.read_pending && !self.waiting {
-            return self.on_readable(ctx, now_ms).unwrap_or(Next::Close);
+    /// The client closed its sending side: answer what arrived complete; a
+    /// partial request is abandoned with the connection.
+    pub fn on_eof(&mut self, ctx: &Ctx<'_>, now_ms: u64) {
+        if self.input == Input::Ended {
+            return;
         }
-        next
+        self.input = Input::Ended;
+        match self.phase {
+            Phase::Lingering { .. } => self.phase = Phase::Closed,
+            Phase::Open | Phase::Streaming(_) => {
+                self.process(ctx, now_ms);
+                if matches!(self.phase, Phase::Open | Phase::Streaming(_)) {
+                    // An upload cut short is abandoned: its temp file goes.
+                    self.phase = Phase::Closing { after_error: false };
+                }
+            }
+            Phase::Backlogged | Phase::Waiting { .. } => {}
+            Phase::Closing { .. } | Phase::Closed => {}
+        }
+    }
+
+    /// The connection broke (a reset, a failed send): nothing can be
+    /// delivered any more.
+    pub fn on_broken(&mut self) {
+        self.out.clear();
+        self.input = Input::Ended;
+        self.phase = Phase::Closed;
+    }
+
+    /// What to send next; `None` when nothing is queued.
+    pub fn to_send(&self) -> Option<Chunk<'_>> {
+        if matches!(self.phase, Phase::Closed) {
+            return None;
+        }
+        self.out.front()
+    }
+
+    /// `n` bytes of [`Conn::to_send`] reached the kernel. When the queue
+    /// drains, parsing resumes for requests held back by the high-water mark.
+    pub fn on_sent(&mut self, ctx: &Ctx<'_>, n: usize, now_ms: u64) {
+        self.out.consume(n);
+        ctx.shard.bytes_sent(n as u64);
+        if n > 0 {
+            self.last_active_ms = now_ms;
+        }
+        if self.out.is_empty() && matches!(self.phase, Phase::Backlogged) {
+            self.phase = Phase::Open;
+            self.process(ctx, now_ms);
+            if self.input == Input::Ended && matches!(self.phase, Phase::Open) {
+                self.phase = Phase::Closing { after_error: false };
+            }
+        }
+    }
+
+    /// The blocking work behind a deferred response, for the driver to run
+    /// inline or hand to a pool; `None` when there is none (or it was taken).
+    pub fn take_job(&mut self) -> Option<Job> {
+        match &mut self.phase {
+            Phase::Waiting { job, .. } => job.take(),
+            _ => None,
+        }
+    }
+
+    /// The deferred response came back: queue it and answer what was
+    /// pipelined behind it.
+    pub fn on_job_done(&mut self, ctx: &Ctx<'_>, done: Finished, now_ms: u64) {
+        let Phase::Waiting { started, last, .. } = self.phase else {
+            return;
+        };
+        self.out.bytes().extend_from_slice(&done.bytes);
+        ctx.shard
+            .request_done(done.status, started.elapsed().as_nanos() as u64);
+        self.phase = if last {
+            Phase::Closing { after_error: false }
+        } else {
+            Phase::Open
+        };
+        self.process(ctx, now_ms);
+        if self.input == Input::Ended && matches!(self.phase, Phase::Open) {
+            self.phase = Phase::Closing { after_error: false };
+        }
+    }
+
+    /// The job could not be queued (its pool is saturated): answer 503 with
+    /// `Retry-After`, and close after it.
+    pub fn on_job_refused(&mut self, ctx: &Ctx<'_>, job: Job) {
+        let done = job.refuse();
+        self.out.bytes().extend_from_slice(&done.bytes);
+        ctx.shard.shed();
+        ctx.shard.request_done(done.status, 0);
+        self.phase = Phase::Closing { after_error: false };
+    }
+
+    /// Our side was half-closed after an error response: from now on input
+    /// is discarded, up to a cap.
+    pub fn on_half_closed(&mut self) {
+        self.phase = Phase::Lingering { discarded: 0 };
     }
 
     /// The client was silent too long. A half-sent request gets 408; an idle
     /// keep-alive connection is simply closed.
-    pub fn on_timeout(&mut self, ctx: &Ctx<'_>, now_ms: u64) -> Next {
-        if self.has_partial_request() && !self.closing {
+    pub fn on_timeout(&mut self, ctx: &Ctx<'_>) {
+        let closing = matches!(
+            self.phase,
+            Phase::Closing { .. } | Phase::Lingering { .. } | Phase::Closed
+        );
+        if self.has_partial_request() && !closing {
             self.fail(ctx, 408, "request head not received in time");
-            return self.after_flush(ctx, now_ms);
-        }
-        Next::Close
-    }
-
-    /// Shutdown: stop taking new requests on this connection. Returns
-    /// `Close` if nothing is in flight. A request counts as in flight as
-    /// soon as its first bytes reached the kernel, even if not read yet
-    /// (say, a connection still queued for a worker): those are answered.
-    pub fn on_drain(&mut self) -> Option<Next> {
-        if self.out.is_empty()
-            && self.filled == 0
-            && !self.waiting
-            && self.stream.is_none()
-            && !sys::socket::has_pending_input(self.fd.as_raw_fd())
-        {
-            Some(Next::Close)
         } else {
-            None
+            self.out.clear();
+            self.phase = Phase::Closed;
         }
     }
 
-    /// While lingering: read and discard until the client closes, errs, or
-    /// has sent more than we are willing to swallow.
-    pub fn linger_read(&mut self) -> Next {
-        loop {
-            let mut sink = [0u8; 4096];
-            match sys::io::read(self.fd.as_raw_fd(), &mut sink) {
-                Ok(0) => return Next::Close,
-                Ok(n) => {
-                    self.lingered += n;
-                    if self.lingered > LINGER_MAX_BYTES {
-                        return Next::Close;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Linger,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted && self.nonblocking => {}
-                Err(_) => return Next::Close,
-            }
-        }
+    /// Shutdown: whether the connection is idle and can be closed now. A
+    /// request counts as in flight as soon as its first bytes arrived (a
+    /// driver also checks for bytes still in the kernel's buffer).
+    pub fn is_idle(&self) -> bool {
+        self.out.is_empty()
+            && self.filled == 0
+            && matches!(
+                self.phase,
+                Phase::Open | Phase::Backlogged | Phase::Lingering { .. }
+            )
     }
 
-    /// Half-close our side so the client sees the end of the response.
-    pub fn shutdown_write(&self) {
-        let _ = sys::socket::shutdown(self.fd.as_raw_fd(), libc::SHUT_WR);
+    /// Bytes of an unfinished request are buffered (the header timeout applies).
+    pub fn has_partial_request(&self) -> bool {
+        self.filled > 0 || matches!(self.phase, Phase::Streaming(_))
+    }
+
+    /// Responses are queued but not yet sent.
+    pub fn has_pending_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// A deferred response is being produced; timeouts do not apply (the
+    /// handler bounds its own time) and the connection must stay until the
+    /// response comes back.
+    pub fn is_waiting(&self) -> bool {
+        matches!(self.phase, Phase::Waiting { .. })
+    }
+
+    /// Half-closed after an error and discarding input.
+    pub fn is_lingering(&self) -> bool {
+        matches!(self.phase, Phase::Lingering { .. })
+    }
+
+    /// Whether the connection stays open after the request being answered.
+    fn keeps_alive(&self, ctx: &Ctx<'_>, client_wants: bool, served: u64) -> bool {
+        client_wants
+            && !ctx.draining
+            && self.input == Input::Open
+            && (ctx.max_requests == 0 || served < ctx.max_requests)
     }
 
     /// Parse and answer every complete request in the buffer.
     fn process(&mut self, ctx: &Ctx<'_>, now_ms: u64) {
         let mut start = 0;
-        while !self.closing && !self.waiting && self.out.queued_bytes() < OUT_HIGH_WATER {
-            if self.stream.is_some() {
-                match self.feed_stream(start) {
+        while self.out.queued_bytes() < OUT_HIGH_WATER {
+            match self.phase {
+                Phase::Streaming(_) => match self.feed_stream(start) {
                     Ok((used, false)) => {
                         start += used;
                         // Body bytes are consumed as they come: the idle
@@ -330,39 +427,45 @@ impl Conn {
                     }
                     Ok((used, true)) => {
                         start += used;
-                        self.finish_stream(ctx, now_ms);
+                        self.finish_stream(now_ms);
                         continue;
                     }
                     Err(e) => {
                         self.fail(ctx, e.status(), e.reason());
                         start = 0;
-                        continue;
+                        break;
                     }
-                }
+                },
+                Phase::Open => {}
+                _ => break,
             }
             match self.parser.parse(&self.buf[start..self.filled]) {
                 Ok(Status::Complete(req)) => {
-                    let t0 = sys::time::monotonic_ns();
+                    let t0 = Instant::now();
                     self.served += 1;
-                    let keep = req.keep_alive
-                        && !ctx.draining
-                        && !self.eof
-                        && (ctx.max_requests == 0 || self.served < ctx.max_requests);
+                    let keep = self.keeps_alive(ctx, req.keep_alive, self.served);
                     let meta = Meta {
                         keep_alive: keep,
                         peer: self.peer,
                     };
                     let reply = ctx.app.respond(&req, &meta, &mut self.out);
                     start += req.len;
-                    match reply {
-                        Reply::Done(status) => ctx
-                            .shard
-                            .request_done(status, sys::time::monotonic_ns().saturating_sub(t0)),
-                        Reply::Deferred(job) => self.defer(ctx, job, t0),
-                    }
                     self.request_started_ms = now_ms;
-                    if !keep {
-                        self.closing = true;
+                    match reply {
+                        Reply::Done(status) => {
+                            ctx.shard
+                                .request_done(status, t0.elapsed().as_nanos() as u64);
+                            if !keep {
+                                self.phase = Phase::Closing { after_error: false };
+                            }
+                        }
+                        Reply::Deferred(job) => {
+                            self.phase = Phase::Waiting {
+                                job: Some(job),
+                                started: t0,
+                                last: !keep,
+                            };
+                        }
                     }
                 }
                 Ok(Status::Partial) => match self.start_stream(ctx, start) {
@@ -373,10 +476,13 @@ impl Conn {
                     // The rest of the buffer can no longer be framed: drop it.
                     self.fail(ctx, e.status(), e.reason());
                     start = 0;
+                    break;
                 }
             }
         }
-        self.paused = !self.closing && !self.waiting && self.out.queued_bytes() >= OUT_HIGH_WATER;
+        if matches!(self.phase, Phase::Open) && self.out.queued_bytes() >= OUT_HIGH_WATER {
+            self.phase = Phase::Backlogged;
+        }
         if start > 0 {
             self.buf.copy_within(start..self.filled, 0);
             self.filled -= start;
@@ -392,129 +498,60 @@ impl Conn {
         if req.method != Method::Post {
             return None;
         }
-        let keep = req.keep_alive
-            && !ctx.draining
-            && !self.eof
-            && (ctx.max_requests == 0 || self.served + 1 < ctx.max_requests);
+        let keep = self.keeps_alive(ctx, req.keep_alive, self.served + 1);
         let meta = Meta {
             keep_alive: keep,
             peer: self.peer,
         };
         let sink = ctx.app.stream_upload(&req, &meta)?;
         self.served += 1;
-        self.stream = Some(BodyStream {
+        self.phase = Phase::Streaming(Box::new(BodyStream {
             sink,
             keep,
-            started_ns: sys::time::monotonic_ns(),
-        });
+            started: Instant::now(),
+        }));
         Some(self.parser.take_over_body())
     }
 
     /// Feed buffered bytes from `start` to the body stream: how many were
     /// used up, and whether the body is complete.
-    fn feed_stream(&mut self, start: usize) -> Result<(usize, bool), crate::http::parser::Error> {
+    fn feed_stream(&mut self, start: usize) -> Result<(usize, bool), parser::Error> {
         let Conn {
-            stream,
+            phase,
             buf,
             filled,
             parser,
             ..
         } = self;
-        let Some(s) = stream.as_mut() else {
+        let Phase::Streaming(s) = phase else {
             return Ok((0, true));
         };
         parser.stream_body(&buf[start..*filled], &mut |piece| s.sink.write(piece))
     }
 
-    /// The streamed body is complete: commit it (a job) and answer.
-    fn finish_stream(&mut self, ctx: &Ctx<'_>, now_ms: u64) {
-        let Some(s) = self.stream.take() else {
+    /// The streamed body is complete: committing it is a job.
+    fn finish_stream(&mut self, now_ms: u64) {
+        let Phase::Streaming(s) = std::mem::replace(&mut self.phase, Phase::Open) else {
             return;
         };
         self.request_started_ms = now_ms;
-        if !s.keep {
-            self.closing = true;
-        }
-        self.defer(ctx, s.sink.finish(), s.started_ns);
-    }
-
-    /// Run blocking work inline, or hand it to the pool and wait for it.
-    fn defer(&mut self, ctx: &Ctx<'_>, job: Job, t0: u64) {
-        let Some(pool) = ctx.offload else {
-            let done = job.run();
-            self.out.bytes().extend_from_slice(&done.bytes);
-            ctx.shard
-                .request_done(done.status, sys::time::monotonic_ns().saturating_sub(t0));
-            return;
+        self.phase = Phase::Waiting {
+            job: Some(s.sink.finish()),
+            started: s.started,
+            last: !s.keep,
         };
-        match pool.submit(job, self.token) {
-            Ok(()) => {
-                self.waiting = true;
-                self.job_started_ns = t0;
-            }
-            Err(job) => {
-                // Shed: the pool is saturated. The request is answered 503
-                // with Retry-After and the connection closes after it.
-                let done = job.refuse();
-                self.out.bytes().extend_from_slice(&done.bytes);
-                ctx.shard.shed();
-                ctx.shard.request_done(done.status, 0);
-                self.closing = true;
-            }
-        }
     }
 
     /// Queue an error response and end the connection after it.
     fn fail(&mut self, ctx: &Ctx<'_>, status: u16, detail: &str) {
-        // An upload being streamed is abandoned: its temporary file goes.
-        self.stream = None;
+        // An upload being streamed is abandoned (dropping its stream
+        // removes the temporary file).
+        self.phase = Phase::Closing { after_error: true };
         let mark = self.out.mark();
         let status = respond_error(&mut self.out, status, detail);
         ctx.shard.request_done(status, 0);
         ctx.app
             .log_failure(self.peer, status, self.out.body_bytes_since(mark));
         self.filled = 0;
-        self.closing = true;
-        self.errored = true;
-    }
-
-    /// Write queued output, then decide what comes next.
-    fn after_flush(&mut self, ctx: &Ctx<'_>, now_ms: u64) -> Next {
-        loop {
-            match self.out.flush(self.fd.as_raw_fd()) {
-                Ok(f) => {
-                    ctx.shard.bytes_sent(f.written);
-                    if f.written > 0 {
-                        self.last_active_ms = now_ms;
-                    }
-                    if !f.done {
-                        return Next::Write;
-                    }
-                }
-                Err(_) => return Next::Close,
-            }
-            if self.waiting {
-                // Everything before the deferred response is written; the
-                // rest waits for it.
-                return Next::Read;
-            }
-            if self.closing {
-                return if self.errored && !self.eof {
-                    Next::Linger
-                } else {
-                    Next::Close
-                };
-            }
-            if self.paused {
-                // Output drained: resume the pipelined requests still buffered.
-                self.paused = false;
-                self.process(ctx, now_ms);
-                if self.out.is_empty() {
-                    return Next::Read;
-                }
-                continue;
-            }
-            return Next::Read;
-        }
     }
 }

@@ -1,26 +1,26 @@
 //! HTTP/1.1 servers built directly on Linux syscalls.
 //!
-//! Three layers, each knowing only the one below it:
-//! - [`sys`]: thin safe wrappers over libc; the only place with `unsafe` syscalls.
-//! - [`http`]: the sans-IO protocol core (parser, response writer, application),
-//!   shared by every variant so that a comparison measures the concurrency model only.
-//! - the variants (`src/bin/*`): each decides how connections are accepted,
-//!   read, written and scheduled, using [`conn`] and [`event_loop`].
-//!
-//! Beside the protocol core, three stores the application uses: [`uploads`]
-//! (durable files in `--data-dir`), [`session`] (cookie sessions) and
-//! [`access_log`] (buffered, rotated combined-format log).
+//! Layers, each knowing only the ones below it (the arrows point down):
+//! - the variants (`src/bin/*`): each holds its concurrency model and nothing
+//!   else — how connections are accepted, which driver serves them, on which
+//!   threads or processes, where blocking jobs run. [`variants`] lists them.
+//! - [`drivers`]: who moves the bytes (blocking sockets, an epoll loop) and
+//!   the only place connection syscalls are made; [`config`] starts a server.
+//! - [`conn`]: one connection's state machine, sans-IO.
+//! - [`app`]: the application — router, static files, `/stats`, `/sleep`,
+//!   CGI, uploads, sessions, access log.
+//! - [`http`]: the sans-IO protocol core (parser, response writer, Date
+//!   cache, counters), shared by every variant so that a comparison
+//!   measures the concurrency model only.
+//! - [`sys`]: thin safe wrappers over libc, used by all of the above; the
+//!   only place with `unsafe` syscalls.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod access_log;
-pub mod blocking;
-pub mod cgi;
+pub mod app;
 pub mod config;
 pub mod conn;
-pub mod event_loop;
+pub mod drivers;
 pub mod http;
-pub mod offload;
-pub mod session;
 pub mod sys;
-pub mod uploads;
 pub mod variants;

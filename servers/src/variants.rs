@@ -191,7 +191,10 @@ mod tests {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             let stem = path.file_stem().unwrap().to_str().unwrap().to_owned();
-            assert!(find(&stem).is_some(), "src/bin/{stem}.rs has no catalog entry");
+            assert!(
+                find(&stem).is_some(),
+                "src/bin/{stem}.rs has no catalog entry"
+            );
         }
     }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use servers::cgi::{self, CgiDir, CgiError, CgiRequest, CgiResponse};
+use servers::app::cgi::{self, CgiDir, CgiError, CgiRequest, CgiResponse};
 
 const LONG: Duration = Duration::from_secs(20);
 const MAX: usize = 4 << 20;

@@ -8,9 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use servers::access_log::{AccessLog, Entry};
-use servers::session::{set_cookie_header, Sessions};
+use servers::app::session::{set_cookie_header, Sessions};
+use servers::app::uploads::{is_disk_full, Lookup, Uploads, TEMP_PREFIX};
 use servers::sys::random;
-use servers::uploads::{is_disk_full, Lookup, Uploads, TEMP_PREFIX};
 
 fn random_bytes(n: usize) -> Vec<u8> {
     let mut v = vec![0; n];

@@ -23,11 +23,11 @@
 
 use std::io;
 use std::net::SocketAddrV4;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use servers::sys::epoll::{self, Epoll};
+use servers::sys::epoll::{self, Epoll, Event, Interest};
 use servers::sys::{io as sysio, socket, time};
 
 use super::request::RequestBytes;
@@ -90,7 +90,7 @@ pub struct Shared {
     pub connect_failures: AtomicU64,
     pub last_connect_errno: AtomicI32,
     /// Level-triggered readiness of this fd (the Ctrl-C eventfd) stops the run.
-    pub wake_fd: Option<RawFd>,
+    pub wake_fd: Option<BorrowedFd<'static>>,
 }
 
 impl Shared {
@@ -239,7 +239,7 @@ impl<'a> Worker<'a> {
             let _ = time::set_timer_slack_ns(1_000);
         }
         if let Some(fd) = self.shared.wake_fd {
-            self.ep.add(fd, epoll::IN, WAKE)?;
+            self.ep.add(fd, Interest::READABLE, WAKE)?;
         }
         self.stats.rps_samples.reserve(
             (self.shared.end_ns.saturating_sub(self.now) / SAMPLE_NS).min(36_000) as usize + 2,
@@ -252,8 +252,7 @@ impl<'a> Worker<'a> {
             let n = self.wait(&mut events)?;
             self.now = time::monotonic_ns();
             for ev in &events[..n] {
-                let (token, flags) = (ev.u64, ev.events);
-                self.on_event(token, flags);
+                self.on_event(ev);
             }
             if self.plan.pacer.is_some() {
                 self.now = time::monotonic_ns();
@@ -369,7 +368,8 @@ impl<'a> Worker<'a> {
         self.timers.clear();
     }
 
-    fn on_event(&mut self, token: u64, flags: u32) {
+    fn on_event(&mut self, ev: &Event) {
+        let token = ev.token();
         if token == WAKE {
             self.shared.stop.store(true, Relaxed);
             if let Some(fd) = self.shared.wake_fd {
@@ -391,14 +391,14 @@ impl<'a> Worker<'a> {
             return; // an event for a socket closed earlier in this batch
         }
         if c.connecting {
-            self.on_connect_event(slot, flags);
+            self.on_connect_event(slot, ev);
             return;
         }
-        if flags & epoll::OUT != 0 && c.write_off < c.write_len && !self.flush(slot) {
+        if ev.is_writable() && c.write_off < c.write_len && !self.flush(slot) {
             return;
         }
-        if flags & (epoll::IN | epoll::RDHUP | epoll::HUP | epoll::ERR) != 0 {
-            let hangup = flags & (epoll::RDHUP | epoll::HUP | epoll::ERR) != 0;
+        if ev.is_readable() || ev.is_hangup() || ev.is_error() {
+            let hangup = ev.is_hangup() || ev.is_error();
             self.on_readable(slot, hangup);
         }
     }
@@ -416,8 +416,11 @@ impl<'a> Worker<'a> {
                 let _ = socket::set_nodelay(raw);
                 let c = &mut self.conns[slot];
                 let token = (u64::from(c.gen) << 32) | slot as u64;
-                let interest = epoll::IN | epoll::OUT | epoll::RDHUP | epoll::ET;
-                if let Err(e) = self.ep.add(raw, interest, token) {
+                let interest = Interest::READABLE
+                    | Interest::WRITABLE
+                    | Interest::READ_HANGUP
+                    | Interest::EDGE;
+                if let Err(e) = self.ep.add(fd.as_fd(), interest, token) {
                     drop(fd);
                     self.connect_failed(slot, errno(&e));
                     return;
@@ -430,12 +433,13 @@ impl<'a> Worker<'a> {
         }
     }
 
-    fn on_connect_event(&mut self, slot: usize, flags: u32) {
-        if flags & (epoll::OUT | epoll::ERR | epoll::HUP) == 0 {
+    fn on_connect_event(&mut self, slot: usize, ev: &Event) {
+        let failed = ev.is_error() || ev.has_hung_up();
+        if !ev.is_writable() && !failed {
             return;
         }
         match socket::take_error(self.raw_fd(slot)) {
-            Ok(None) if flags & (epoll::ERR | epoll::HUP) == 0 => self.on_connected(slot),
+            Ok(None) if !failed => self.on_connected(slot),
             Ok(None) => self.connect_failed(slot, libc::ECONNREFUSED),
             Ok(Some(e)) | Err(e) => self.connect_failed(slot, errno(&e)),
         }

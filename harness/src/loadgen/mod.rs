@@ -20,7 +20,7 @@ pub mod units;
 pub mod url;
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -45,7 +45,7 @@ pub struct Outcome {
 
 /// Run the load described by `cfg`. `wake_fd` (the Ctrl-C eventfd) stops
 /// the run early when it becomes readable.
-pub fn run(cfg: &Config, wake_fd: Option<RawFd>) -> io::Result<Outcome> {
+pub fn run(cfg: &Config, wake_fd: Option<BorrowedFd<'static>>) -> io::Result<Outcome> {
     let request = request::build(
         &cfg.method,
         &cfg.target.path,

@@ -11,10 +11,11 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 use clap::Parser;
-use servers::blocking;
 use servers::config::{Options, Server};
+use servers::drivers::blocking::{self, Env};
 use servers::sys;
 
 #[derive(Parser)]
@@ -28,34 +29,40 @@ struct Cli {
     opts: Options,
 }
 
+/// How long a blocking `accept` waits before re-checking the shutdown flag:
+/// a safety net for a signal landing between the check and the call.
+const ACCEPT_TICK: Duration = Duration::from_secs(1);
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if cli.opts.threads.is_some_and(|t| t != 1) {
         eprintln!("blocking: single-threaded by design; ignoring --threads");
     }
     let (server, listener) = Server::start("blocking", cli.opts, 1, 1, false)?;
+    sys::socket::set_read_timeout(listener.as_raw_fd(), ACCEPT_TICK)?;
     let _parked = server.shutdown.register_blocking_thread();
-    let shard = server.app.stats().shard(0);
     let policy = server.blocking_policy(1);
+    let env = Env {
+        app: &server.app,
+        shard: server.app.stats().shard(0),
+        policy: &policy,
+        shutdown: server.shutdown,
+    };
     while !server.shutdown.requested() {
         match sys::socket::accept(listener.as_raw_fd(), false) {
             Ok((fd, peer)) => {
-                shard.conn_opened();
-                blocking::serve(
-                    fd,
-                    peer,
-                    server.parser(),
-                    &server.app,
-                    shard,
-                    &policy,
-                    server.shutdown,
-                );
-                shard.conn_closed();
+                env.shard.conn_opened();
+                blocking::serve(fd, peer, server.parser(), &env);
+                env.shard.conn_closed();
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                ) => {}
             Err(e) => {
                 eprintln!("blocking: accept: {e}");
-                std::thread::sleep(std::time::Duration::from_millis(10));
+                std::thread::sleep(Duration::from_millis(10));
             }
         }
     }

@@ -22,9 +22,10 @@ use std::os::fd::OwnedFd;
 
 use clap::Parser;
 use servers::config::{Options, Server};
-use servers::event_loop;
-use servers::offload::Pool;
+use servers::drivers::offload::Pool;
+use servers::drivers::readiness::{self, Env};
 use servers::sys;
+use servers::variants;
 
 #[derive(Parser)]
 #[command(
@@ -49,14 +50,13 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("--workers and --work-queue must be at least 1");
     }
     let cpus = cli.opts.cpus.clone().map(|c| c.0);
-    let threads = cli
-        .opts
+    let server_cpus = cpus
+        .as_ref()
+        .map_or_else(sys::affinity::available_cpus, Vec::len);
+    let threads = variants::find("epoll-threads")
+        .expect("in the catalog")
         .threads
-        .unwrap_or_else(|| {
-            cpus.as_ref()
-                .map_or_else(sys::affinity::available_cpus, Vec::len)
-        })
-        .max(1);
+        .resolve(cli.opts.threads, server_cpus);
     let (server, first) = Server::start("epoll-threads", cli.opts, threads, threads, true)?;
     let mut listeners: Vec<OwnedFd> = vec![first];
     for _ in 1..threads {
@@ -82,16 +82,14 @@ fn main() -> anyhow::Result<()> {
                         if let Some(cpus) = cpus {
                             sys::affinity::pin_current_thread(&[cpus[i % cpus.len()]])?;
                         }
-                        let shard = server.app.stats().shard(i);
-                        event_loop::run(
-                            listener,
-                            server.parser(),
-                            &server.app,
-                            shard,
+                        let env = Env {
+                            app: &server.app,
+                            shard: server.app.stats().shard(i),
                             policy,
-                            server.shutdown,
-                            Some(&offload),
-                        )?;
+                            shutdown: server.shutdown,
+                            offload: Some(&offload),
+                        };
+                        readiness::run(listener, server.parser(), &env)?;
                         Ok(())
                     })
             })

@@ -10,7 +10,7 @@
 
 use clap::Parser;
 use servers::config::{Options, Server};
-use servers::event_loop;
+use servers::drivers::readiness::{self, Env};
 
 #[derive(Parser)]
 #[command(
@@ -30,16 +30,14 @@ fn main() -> anyhow::Result<()> {
     }
     let (server, listener) = Server::start("epoll", cli.opts, 1, 1, false)?;
     let policy = server.loop_policy();
-    let app = &server.app;
-    let result = event_loop::run(
-        listener,
-        server.parser(),
-        app,
-        app.stats().shard(0),
-        &policy,
-        server.shutdown,
-        None,
-    );
+    let env = Env {
+        app: &server.app,
+        shard: server.app.stats().shard(0),
+        policy: &policy,
+        shutdown: server.shutdown,
+        offload: None,
+    };
+    let result = readiness::run(listener, server.parser(), &env);
     server.finish();
     result?;
     Ok(())

@@ -17,12 +17,18 @@ use std::net::SocketAddrV4;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex};
 
+use std::os::fd::AsFd;
+use std::time::Duration;
+
 use clap::Parser;
-use servers::blocking;
+use servers::app::respond_overloaded;
 use servers::config::{Options, Server};
-use servers::http::app::respond_overloaded;
+use servers::drivers::blocking::{self, Env};
+use servers::drivers::send_outbox;
 use servers::http::response::Outbox;
+use servers::http::stats::Shard;
 use servers::sys;
+use servers::variants;
 
 #[derive(Parser)]
 #[command(
@@ -94,7 +100,10 @@ fn main() -> anyhow::Result<()> {
         .cpus
         .as_ref()
         .map_or_else(sys::affinity::available_cpus, |c| c.0.len());
-    let threads = cli.opts.threads.unwrap_or(4 * cpus).max(1);
+    let threads = variants::find("threadpool")
+        .expect("in the catalog")
+        .threads
+        .resolve(cli.opts.threads, cpus);
     // Shard 0 is the accept thread's, shards 1..=N the workers'.
     let (server, listener) = Server::start("threadpool", cli.opts, threads, threads + 1, false)?;
     let server = Arc::new(server);
@@ -115,23 +124,21 @@ fn main() -> anyhow::Result<()> {
                 .name(format!("worker-{i}"))
                 .spawn(move || {
                     let _parked = server.shutdown.register_blocking_thread();
-                    let shard = server.app.stats().shard(i + 1);
+                    let env = Env {
+                        app: &server.app,
+                        shard: server.app.stats().shard(i + 1),
+                        policy: &policy,
+                        shutdown: server.shutdown,
+                    };
                     while let Some((fd, peer)) = queue.pop() {
-                        blocking::serve(
-                            fd,
-                            peer,
-                            server.parser(),
-                            &server.app,
-                            shard,
-                            &policy,
-                            server.shutdown,
-                        );
-                        shard.conn_closed();
+                        blocking::serve(fd, peer, server.parser(), &env);
+                        env.shard.conn_closed();
                     }
                 })
         })
         .collect::<Result<_, _>>()?;
 
+    sys::socket::set_read_timeout(listener.as_raw_fd(), ACCEPT_TICK)?;
     {
         let _parked = server.shutdown.register_blocking_thread();
         let shard = server.app.stats().shard(0);
@@ -144,7 +151,11 @@ fn main() -> anyhow::Result<()> {
                         shard.conn_closed();
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                    ) => {}
                 Err(e) => {
                     eprintln!("threadpool: accept: {e}");
                     std::thread::sleep(std::time::Duration::from_millis(10));
@@ -160,7 +171,10 @@ fn main() -> anyhow::Result<()> {
     // past it, the process exits and takes any straggler with it.
     let deadline = std::time::Instant::now() + server.opts.shutdown_timeout;
     while workers.iter().any(|w| !w.is_finished()) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        // A worker that checked the flag just before the signal and then
+        // blocked in a read is interrupted again here.
+        server.shutdown.kick_parked();
+        std::thread::sleep(Duration::from_millis(10));
     }
     let busy = workers.iter().filter(|w| !w.is_finished()).count();
     if busy > 0 {
@@ -170,15 +184,19 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long the blocking `accept` waits before re-checking the shutdown
+/// flag: a safety net for a signal landing between the check and the call.
+const ACCEPT_TICK: Duration = Duration::from_secs(1);
+
 /// Turn a client away with 503 without blocking the accept thread on it.
-fn shed(fd: OwnedFd, shard: &servers::http::stats::Shard) {
+fn shed(fd: OwnedFd, shard: &Shard) {
     let mut out = Outbox::new();
     let status = respond_overloaded(&mut out);
     shard.shed();
     shard.request_done(status, 0);
     // A fresh socket's send buffer is empty, so this does not block.
-    if let Ok(f) = out.flush(fd.as_raw_fd()) {
-        shard.bytes_sent(f.written);
+    if let Ok(n) = send_outbox(fd.as_fd(), &mut out) {
+        shard.bytes_sent(n);
     }
-    let _ = sys::socket::shutdown(fd.as_raw_fd(), libc::SHUT_WR);
+    let _ = sys::socket::shutdown_write(fd.as_raw_fd());
 }

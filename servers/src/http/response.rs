@@ -1,18 +1,16 @@
 //! Writing responses: the head, and the per-connection outgoing queue.
 //!
 //! Bodies are either bytes (appended right after the head, so a small
-//! response leaves in one `send`) or a file range (sent with `sendfile`,
-//! never copied through user space). The queue keeps pipelined responses in
-//! order and reuses its buffer, so a keep-alive connection allocates nothing
-//! per request once warm.
+//! response leaves in one `send`) or a file range (which a driver sends
+//! with `sendfile`, never copied through user space). The queue keeps
+//! pipelined responses in order and reuses its buffer, so a keep-alive
+//! connection allocates nothing per request once warm. Nothing here does
+//! I/O: the queue describes, the drivers send.
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::date;
-use crate::sys;
 
 /// The reason phrase for the statuses this server emits.
 pub fn reason(status: u16) -> &'static str {
@@ -125,18 +123,28 @@ pub fn push_u64(out: &mut Vec<u8>, mut n: u64) {
 struct FileSegment {
     /// Position in `Outbox::buf` where the file's bytes belong.
     at: usize,
-    file: File,
-    offset: i64,
+    file: OwnedFd,
+    offset: u64,
     remaining: u64,
 }
 
-/// Outcome of [`Outbox::flush`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Flushed {
-    /// Bytes the kernel accepted in this call.
-    pub written: u64,
-    /// Whether the queue is now empty.
-    pub done: bool,
+/// The next piece of output, as [`Outbox::front`] describes it: a driver
+/// sends it however its kernel interface allows (`send`, `sendfile`,
+/// `splice`, an io_uring submission) and reports how much went out with
+/// [`Outbox::consume`].
+#[derive(Debug, Clone, Copy)]
+pub enum Chunk<'a> {
+    /// Bytes in memory; `more` says whether further output follows right
+    /// behind them (a sender may set `MSG_MORE` so a head and the file
+    /// body after it leave in as few segments as possible).
+    Bytes { data: &'a [u8], more: bool },
+    /// `len` bytes of the open file `fd` from `offset`, sent without
+    /// copying through user space.
+    File {
+        fd: BorrowedFd<'a>,
+        offset: u64,
+        len: u64,
+    },
 }
 
 /// A position in an [`Outbox`], taken before a response is appended.
@@ -147,6 +155,10 @@ pub struct Mark {
 }
 
 /// The bytes and file ranges waiting to be written to one connection.
+///
+/// It only *describes* the output: [`Outbox::front`] says what goes next,
+/// [`Outbox::consume`] is told how much of it went. Who moves the bytes,
+/// and with which syscall, is the driver's business.
 #[derive(Default)]
 pub struct Outbox {
     buf: Vec<u8>,
@@ -155,6 +167,7 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// An empty queue with room for a typical response head.
     pub fn new() -> Self {
         Outbox {
             buf: Vec::with_capacity(4096),
@@ -169,12 +182,12 @@ impl Outbox {
     }
 
     /// Queue `len` bytes of `file` from `offset`, after everything queued so far.
-    pub fn push_file(&mut self, file: File, offset: u64, len: u64) {
+    pub fn push_file(&mut self, file: OwnedFd, offset: u64, len: u64) {
         if len > 0 {
             self.files.push_back(FileSegment {
                 at: self.buf.len(),
                 file,
-                offset: offset as i64,
+                offset,
                 remaining: len,
             });
         }
@@ -190,7 +203,7 @@ impl Outbox {
 
     /// Body bytes of the one response appended since `mark` (its head is
     /// everything up to the first blank line), for the access log. Only
-    /// meaningful before the next flush.
+    /// meaningful before anything is consumed.
     pub fn body_bytes_since(&self, mark: Mark) -> u64 {
         let appended = self.buf.get(mark.buf_len..).unwrap_or_default();
         let head = appended
@@ -206,6 +219,7 @@ impl Outbox {
         (appended.len() - head) as u64 + files
     }
 
+    /// Nothing is waiting to be sent.
     pub fn is_empty(&self) -> bool {
         self.pos == self.buf.len() && self.files.is_empty()
     }
@@ -215,53 +229,49 @@ impl Outbox {
         self.buf.len() - self.pos
     }
 
-    /// Write as much as the socket takes. Returns at `WouldBlock` (a
-    /// non-blocking socket is full) with `done: false`; other errors are
-    /// returned as they are. `EINTR` is retried: shutdown lets in-flight
-    /// responses finish.
-    pub fn flush(&mut self, fd: RawFd) -> io::Result<Flushed> {
-        let mut written = 0u64;
-        loop {
-            let end = self.files.front().map_or(self.buf.len(), |f| f.at);
-            let res = if self.pos < end {
-                let more = end < self.buf.len() || !self.files.is_empty();
-                sys::io::send(fd, &self.buf[self.pos..end], more).inspect(|&n| self.pos += n)
-            } else if let Some(seg) = self.files.front_mut() {
-                let chunk = seg.remaining.min(1 << 30) as usize;
-                match sys::io::sendfile(fd, seg.file.as_raw_fd(), &mut seg.offset, chunk) {
-                    Ok(0) => Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "file shrank while being sent",
-                    )),
-                    Ok(n) => {
-                        seg.remaining -= n as u64;
-                        if seg.remaining == 0 {
-                            self.files.pop_front();
-                        }
-                        Ok(n)
-                    }
-                    Err(e) => Err(e),
-                }
-            } else {
-                self.buf.clear();
-                self.pos = 0;
-                return Ok(Flushed {
-                    written,
-                    done: true,
-                });
-            };
-            match res {
-                Ok(n) => written += n as u64,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Ok(Flushed {
-                        written,
-                        done: false,
-                    })
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+    /// What to send next; `None` when the queue is empty.
+    pub fn front(&self) -> Option<Chunk<'_>> {
+        let end = self.files.front().map_or(self.buf.len(), |f| f.at);
+        if self.pos < end {
+            let more = end < self.buf.len() || !self.files.is_empty();
+            return Some(Chunk::Bytes {
+                data: &self.buf[self.pos..end],
+                more,
+            });
+        }
+        self.files.front().map(|seg| Chunk::File {
+            fd: seg.file.as_fd(),
+            offset: seg.offset,
+            len: seg.remaining,
+        })
+    }
+
+    /// `n` bytes of [`Outbox::front`] were sent (at most its length).
+    /// Once everything is sent the buffer is reset and kept, so a
+    /// keep-alive connection allocates nothing per request once warm.
+    pub fn consume(&mut self, n: usize) {
+        let end = self.files.front().map_or(self.buf.len(), |f| f.at);
+        if self.pos < end {
+            self.pos += n.min(end - self.pos);
+        } else if let Some(seg) = self.files.front_mut() {
+            let n = (n as u64).min(seg.remaining);
+            seg.offset += n;
+            seg.remaining -= n;
+            if seg.remaining == 0 {
+                self.files.pop_front();
             }
         }
+        if self.is_empty() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+    }
+
+    /// Drop everything queued (the peer is gone; nothing can be delivered).
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.pos = 0;
+        self.files.clear();
     }
 }
 
@@ -288,6 +298,72 @@ mod tests {
             s.ends_with(" GMT\r\nConnection: close\r\nAllow: GET\r\n\r\n"),
             "{s}"
         );
+    }
+
+    fn some_fd() -> OwnedFd {
+        std::io::stdin().as_fd().try_clone_to_owned().unwrap()
+    }
+
+    #[test]
+    fn front_and_consume_walk_bytes_and_files_in_order() {
+        let mut out = Outbox::new();
+        out.bytes().extend_from_slice(b"head");
+        out.push_file(some_fd(), 10, 5);
+        out.bytes().extend_from_slice(b"tail");
+        assert!(matches!(
+            out.front(),
+            Some(Chunk::Bytes {
+                data: b"head",
+                more: true
+            })
+        ));
+        out.consume(3);
+        assert!(matches!(
+            out.front(),
+            Some(Chunk::Bytes {
+                data: b"d",
+                more: true
+            })
+        ));
+        out.consume(1);
+        assert!(matches!(
+            out.front(),
+            Some(Chunk::File {
+                offset: 10,
+                len: 5,
+                ..
+            })
+        ));
+        out.consume(2);
+        assert!(matches!(
+            out.front(),
+            Some(Chunk::File {
+                offset: 12,
+                len: 3,
+                ..
+            })
+        ));
+        out.consume(3);
+        assert!(matches!(
+            out.front(),
+            Some(Chunk::Bytes {
+                data: b"tail",
+                more: false
+            })
+        ));
+        assert_eq!(out.queued_bytes(), 4);
+        out.consume(4);
+        assert!(out.is_empty() && out.front().is_none());
+        assert_eq!(out.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn body_bytes_count_files_and_skip_the_head() {
+        let mut out = Outbox::new();
+        let mark = out.mark();
+        out.bytes().extend_from_slice(b"HTTP/1.1 200 OK\r\n\r\nab");
+        out.push_file(some_fd(), 0, 7);
+        assert_eq!(out.body_bytes_since(mark), 9);
     }
 
     #[test]

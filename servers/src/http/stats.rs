@@ -1,18 +1,23 @@
-//! Server counters behind `/stats`.
+//! The counters behind `/stats`: plain atomics, one [`Shard`] per writer.
 //!
 //! Exact under concurrency without a shared hot cache line: each thread
-//! updates its own cache-line-aligned shard with atomic adds, and `/stats`
-//! sums the shards. A counter moved by one thread and reverted by another
-//! (a connection accepted on one thread and closed on another) wraps in a
-//! shard but sums correctly.
+//! (or process) updates its own cache-line-aligned shard with atomic adds,
+//! and a reader sums the shards into a [`Snapshot`]. A counter moved by one
+//! writer and reverted by another (a connection accepted on one thread and
+//! closed on another) wraps in a shard but sums correctly.
+//!
+//! A shard is valid when all its bytes are zero and holds no pointer, so
+//! the shards can live in memory shared between processes (where they are
+//! placed is the application's business, see `app::stats`).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Instant;
 
 /// Status codes are counted in a flat array indexed by code.
 const CODES: usize = 600;
 
-#[repr(align(128))]
+/// One writer's counters, padded to its own cache lines (two, against the
+/// adjacent-line prefetcher) so writers never share one.
+#[repr(C, align(128))]
 pub struct Shard {
     requests: AtomicU64,
     bytes_sent: AtomicU64,
@@ -23,8 +28,15 @@ pub struct Shard {
     status: [AtomicU64; CODES],
 }
 
+impl Default for Shard {
+    fn default() -> Self {
+        Shard::new()
+    }
+}
+
 impl Shard {
-    fn new() -> Self {
+    /// All counters at zero.
+    pub const fn new() -> Self {
         Shard {
             requests: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
@@ -32,7 +44,7 @@ impl Shard {
             conns_total: AtomicU64::new(0),
             conns_active: AtomicU64::new(0),
             shed: AtomicU64::new(0),
-            status: std::array::from_fn(|_| AtomicU64::new(0)),
+            status: [const { AtomicU64::new(0) }; CODES],
         }
     }
 
@@ -43,17 +55,20 @@ impl Shard {
         self.status[usize::from(status).min(CODES - 1)].fetch_add(1, Relaxed);
     }
 
+    /// `n` bytes reached the kernel's socket buffer.
     pub fn bytes_sent(&self, n: u64) {
         if n > 0 {
             self.bytes_sent.fetch_add(n, Relaxed);
         }
     }
 
+    /// A connection was accepted.
     pub fn conn_opened(&self) {
         self.conns_total.fetch_add(1, Relaxed);
         self.conns_active.fetch_add(1, Relaxed);
     }
 
+    /// A connection was closed (possibly by another writer than the opener).
     pub fn conn_closed(&self) {
         self.conns_active.fetch_sub(1, Relaxed);
     }
@@ -65,45 +80,31 @@ impl Shard {
     }
 }
 
-pub struct Stats {
-    variant: &'static str,
-    threads: usize,
-    started: Instant,
-    shards: Box<[Shard]>,
-}
-
-/// A consistent-enough sum of all shards.
+/// A consistent-enough sum of shards.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Snapshot {
+    /// Responses produced.
     pub requests: u64,
+    /// Bytes handed to the kernel.
     pub bytes_sent: u64,
+    /// Time spent producing responses, summed.
     pub service_ns: u64,
+    /// Connections accepted.
     pub conns_total: u64,
+    /// Connections open now.
     pub conns_active: u64,
+    /// Clients or requests turned away with 503.
     pub shed: u64,
+    /// Responses by status code, codes with a zero count left out.
     pub status: Vec<(u16, u64)>,
 }
 
-impl Stats {
-    /// `shards` is the number of threads that will update counters.
-    pub fn new(variant: &'static str, threads: usize, shards: usize) -> Self {
-        Stats {
-            variant,
-            threads,
-            started: Instant::now(),
-            shards: (0..shards.max(1)).map(|_| Shard::new()).collect(),
-        }
-    }
-
-    /// The shard for thread number `i`.
-    pub fn shard(&self, i: usize) -> &Shard {
-        &self.shards[i % self.shards.len()]
-    }
-
-    pub fn snapshot(&self) -> Snapshot {
+impl Snapshot {
+    /// The sum of `shards`.
+    pub fn sum<'a>(shards: impl IntoIterator<Item = &'a Shard>) -> Snapshot {
         let mut s = Snapshot::default();
         let mut codes = [0u64; CODES];
-        for sh in self.shards.iter() {
+        for sh in shards {
             s.requests = s.requests.wrapping_add(sh.requests.load(Relaxed));
             s.bytes_sent = s.bytes_sent.wrapping_add(sh.bytes_sent.load(Relaxed));
             s.service_ns = s.service_ns.wrapping_add(sh.service_ns.load(Relaxed));
@@ -121,36 +122,13 @@ impl Stats {
         s
     }
 
-    /// The `/stats` body.
-    pub fn to_json(&self) -> String {
-        let s = self.snapshot();
-        let status: Vec<String> = s
-            .status
-            .iter()
-            .map(|(c, n)| format!("\"{c}\":{n}"))
-            .collect();
-        let mean_us = if s.requests == 0 {
+    /// Mean service time per request, in microseconds (0 before any request).
+    pub fn mean_service_us(&self) -> f64 {
+        if self.requests == 0 {
             0.0
         } else {
-            s.service_ns as f64 / s.requests as f64 / 1000.0
-        };
-        format!(
-            concat!(
-                "{{\"variant\":\"{}\",\"threads\":{},\"uptime_seconds\":{:.3},",
-                "\"active_connections\":{},\"total_connections\":{},\"total_requests\":{},",
-                "\"bytes_sent\":{},\"shed\":{},\"status\":{{{}}},\"mean_service_us\":{:.3}}}"
-            ),
-            self.variant,
-            self.threads,
-            self.started.elapsed().as_secs_f64(),
-            s.conns_active,
-            s.conns_total,
-            s.requests,
-            s.bytes_sent,
-            s.shed,
-            status.join(","),
-            mean_us
-        )
+            self.service_ns as f64 / self.requests as f64 / 1000.0
+        }
     }
 }
 
@@ -160,15 +138,15 @@ mod tests {
 
     #[test]
     fn sums_across_shards_exactly() {
-        let stats = std::sync::Arc::new(Stats::new("test", 4, 4));
+        let shards: std::sync::Arc<[Shard]> = (0..4).map(|_| Shard::new()).collect();
         let handles: Vec<_> = (0..4)
             .map(|i| {
-                let stats = stats.clone();
+                let shards = shards.clone();
                 std::thread::spawn(move || {
                     for _ in 0..10_000 {
-                        stats.shard(i).conn_opened();
-                        stats.shard(i).request_done(200, 10);
-                        stats.shard((i + 1) % 4).conn_closed();
+                        shards[i].conn_opened();
+                        shards[i].request_done(200, 10);
+                        shards[(i + 1) % 4].conn_closed();
                     }
                 })
             })
@@ -176,11 +154,11 @@ mod tests {
         for h in handles {
             h.join().unwrap();
         }
-        let s = stats.snapshot();
+        let s = Snapshot::sum(shards.iter());
         assert_eq!(s.requests, 40_000);
         assert_eq!(s.conns_total, 40_000);
         assert_eq!(s.conns_active, 0);
         assert_eq!(s.status, vec![(200, 40_000)]);
-        assert!(stats.to_json().contains("\"total_requests\":40000"));
+        assert_eq!(s.mean_service_us(), 0.01);
     }
 }

@@ -1,17 +1,89 @@
 //! epoll(7): one interest list per event loop.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ops::BitOr;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-pub const IN: u32 = libc::EPOLLIN as u32;
-pub const OUT: u32 = libc::EPOLLOUT as u32;
-pub const ET: u32 = libc::EPOLLET as u32;
-pub const RDHUP: u32 = libc::EPOLLRDHUP as u32;
-pub const HUP: u32 = libc::EPOLLHUP as u32;
-pub const ERR: u32 = libc::EPOLLERR as u32;
-pub const EXCLUSIVE: u32 = libc::EPOLLEXCLUSIVE as u32;
+/// What a registration waits for (`EPOLLIN`, `EPOLLOUT`, … combined with `|`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interest(u32);
 
-pub type Event = libc::epoll_event;
+impl Interest {
+    /// Input is available (or the peer closed: a read returns 0).
+    pub const READABLE: Interest = Interest(libc::EPOLLIN as u32);
+    /// Output space is available.
+    pub const WRITABLE: Interest = Interest(libc::EPOLLOUT as u32);
+    /// The peer shut down its sending side (`EPOLLRDHUP`).
+    pub const READ_HANGUP: Interest = Interest(libc::EPOLLRDHUP as u32);
+    /// Edge-triggered: report a change once, not a state while it lasts.
+    pub const EDGE: Interest = Interest(libc::EPOLLET as u32);
+    /// Wake one waiter of several on the same descriptor (`EPOLLEXCLUSIVE`).
+    pub const EXCLUSIVE: Interest = Interest(libc::EPOLLEXCLUSIVE as u32);
+}
+
+impl BitOr for Interest {
+    type Output = Interest;
+    fn bitor(self, rhs: Interest) -> Interest {
+        Interest(self.0 | rhs.0)
+    }
+}
+
+/// One ready descriptor, as [`Epoll::wait`] reports it.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+pub struct Event(libc::epoll_event);
+
+impl Event {
+    const EMPTY: Event = Event(libc::epoll_event { events: 0, u64: 0 });
+
+    /// The token the descriptor was registered with.
+    pub fn token(&self) -> u64 {
+        // Copied out: the struct is packed on some architectures.
+        let t = self.0.u64;
+        t
+    }
+
+    fn has(&self, bits: i32) -> bool {
+        let e = self.0.events;
+        e & bits as u32 != 0
+    }
+
+    /// Input is available.
+    pub fn is_readable(&self) -> bool {
+        self.has(libc::EPOLLIN)
+    }
+
+    /// Output space is available.
+    pub fn is_writable(&self) -> bool {
+        self.has(libc::EPOLLOUT)
+    }
+
+    /// The peer hung up (either direction) or half-closed its sending side.
+    pub fn is_hangup(&self) -> bool {
+        self.has(libc::EPOLLRDHUP | libc::EPOLLHUP)
+    }
+
+    /// The connection is gone both ways (`EPOLLHUP` alone, without the
+    /// half-close of `EPOLLRDHUP`): a connect that failed reports this.
+    pub fn has_hung_up(&self) -> bool {
+        self.has(libc::EPOLLHUP)
+    }
+
+    /// An error is pending on the descriptor.
+    pub fn is_error(&self) -> bool {
+        self.has(libc::EPOLLERR)
+    }
+}
+
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let events = self.0.events;
+        f.debug_struct("Event")
+            .field("token", &self.token())
+            .field("events", &format_args!("{events:#x}"))
+            .finish()
+    }
+}
 
 /// An epoll instance; closed on drop.
 pub struct Epoll {
@@ -19,6 +91,7 @@ pub struct Epoll {
 }
 
 impl Epoll {
+    /// A new, empty interest list (close-on-exec).
     pub fn new() -> io::Result<Epoll> {
         let fd = syscall!(epoll_create1(libc::EPOLL_CLOEXEC))?;
         // SAFETY: epoll_create1 returned a fresh descriptor that we now own.
@@ -27,22 +100,25 @@ impl Epoll {
     }
 
     /// Register `fd` for `events`, tagged with `token` (returned in each event).
-    pub fn add(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, fd, events, token)
+    pub fn add(&self, fd: BorrowedFd<'_>, interest: Interest, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, interest.0, token)
     }
 
-    pub fn modify(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_MOD, fd, events, token)
+    /// Change what `fd` is registered for.
+    pub fn modify(&self, fd: BorrowedFd<'_>, interest: Interest, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, interest.0, token)
     }
 
-    pub fn delete(&self, fd: RawFd) -> io::Result<()> {
+    /// Stop watching `fd` (closing it does the same once no duplicate is left).
+    pub fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
     }
 
-    fn ctl(&self, op: i32, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+    fn ctl(&self, op: i32, fd: BorrowedFd<'_>, events: u32, token: u64) -> io::Result<()> {
         let mut ev = libc::epoll_event { events, u64: token };
-        // SAFETY: `ev` is a valid epoll_event for the duration of the call.
-        syscall!(epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut ev))?;
+        // SAFETY: `ev` is a valid epoll_event for the duration of the call,
+        // and `fd` is a live descriptor for as long as the borrow.
+        syscall!(epoll_ctl(self.fd.as_raw_fd(), op, fd.as_raw_fd(), &mut ev))?;
         Ok(())
     }
 
@@ -51,10 +127,11 @@ impl Epoll {
     /// re-check their shutdown flag.
     pub fn wait(&self, events: &mut [Event], timeout_ms: i32) -> io::Result<usize> {
         let max = events.len().min(i32::MAX as usize) as i32;
-        // SAFETY: `events` is valid writable storage for `max` epoll_events.
+        // SAFETY: `events` is valid writable storage for `max` epoll_events
+        // (`Event` is a transparent wrapper of one).
         match syscall!(epoll_wait(
             self.fd.as_raw_fd(),
-            events.as_mut_ptr(),
+            events.as_mut_ptr().cast::<libc::epoll_event>(),
             max,
             timeout_ms
         )) {
@@ -67,7 +144,7 @@ impl Epoll {
 
 /// A zeroed event buffer of `n` entries for [`Epoll::wait`].
 pub fn events(n: usize) -> Vec<Event> {
-    vec![libc::epoll_event { events: 0, u64: 0 }; n]
+    vec![Event::EMPTY; n]
 }
 
 impl Epoll {
@@ -89,12 +166,13 @@ impl Epoll {
         let ts_ptr = ts
             .as_ref()
             .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-        // SAFETY: `events` is valid writable storage for `max` epoll_events,
-        // `ts_ptr` is null or points at a timespec that outlives the call, and
-        // a null signal mask means "leave the mask alone".
+        // SAFETY: `events` is valid writable storage for `max` epoll_events
+        // (`Event` is a transparent wrapper of one), `ts_ptr` is null or
+        // points at a timespec that outlives the call, and a null signal mask
+        // means "leave the mask alone".
         match syscall!(epoll_pwait2(
             self.fd.as_raw_fd(),
-            events.as_mut_ptr(),
+            events.as_mut_ptr().cast::<libc::epoll_event>(),
             max,
             ts_ptr,
             std::ptr::null()

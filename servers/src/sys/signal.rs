@@ -1,35 +1,53 @@
-//! Graceful shutdown on SIGINT/SIGTERM for every variant.
+//! Graceful shutdown on SIGINT/SIGTERM, in every thread and every process.
 //!
-//! The signals are blocked in every thread and taken synchronously by one
-//! dedicated thread (`sigwait`), so no work happens in a signal handler. That
-//! thread raises a flag, makes an eventfd readable (epoll loops register it
-//! and wake up), and interrupts threads parked in blocking syscalls (accept,
-//! read) with SIGUSR1, whose handler does nothing but make the syscall return
-//! `EINTR` so the thread re-checks the flag. The kick repeats until every
-//! registered thread has left, which closes the race where the signal lands
-//! between a thread's flag check and its next blocking call.
+//! No thread is dedicated to signals: a thread does not survive `fork`, and
+//! a forked child must hear SIGTERM as well as its parent. Instead the
+//! handler itself — inherited across `fork`, async-signal-safe — does all
+//! there is to do:
+//! - raises the process's shutdown flag (an atomic store);
+//! - makes an eventfd readable, which event loops register in their epoll
+//!   set and so wake from `epoll_wait` (with no race: the fd stays readable);
+//! - interrupts the threads registered as blocking in syscalls (accept,
+//!   read) with SIGUSR1, whose handler does nothing but make the syscall
+//!   fail with `EINTR` (neither handler uses `SA_RESTART`), so the thread
+//!   re-checks the flag. Threads are named by kernel thread id and signalled
+//!   with `tgkill`, which is async-signal-safe and cannot reach another
+//!   process's thread.
+//!
+//! A signal that lands after a thread checked the flag but before it
+//! blocked is caught by [`Shutdown::kick_parked`], which a supervising
+//! thread calls while it waits for the others to finish, and, for a thread
+//! blocked in `accept`, by the listener's receive timeout (see the variants).
+//!
+//! After `fork`, the child calls [`Shutdown::after_fork`]: it gets its own
+//! eventfd (the inherited one is its parent's) and forgets its parent's
+//! threads. A second signal exits at once, as users expect from a second
+//! Ctrl-C.
 
 use std::io;
 use std::mem;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
+/// Threads that can be registered as blocking at once (more are simply not
+/// interrupted; they still see the flag at their next read timeout).
+const MAX_PARKED: usize = 4096;
+
+static REQUESTED: AtomicBool = AtomicBool::new(false);
+static REQUESTED_AT_MS: AtomicU64 = AtomicU64::new(0);
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+static PARKED: [AtomicI32; MAX_PARKED] = [const { AtomicI32::new(0) }; MAX_PARKED];
+static SHUTDOWN: Shutdown = Shutdown { _private: () };
+
+/// The process's shutdown state (one per process; see the module doc).
 pub struct Shutdown {
-    requested: AtomicBool,
-    /// When shutdown was requested (coarse monotonic ms), for the drain deadline.
-    requested_at_ms: AtomicU64,
-    wake: OwnedFd,
-    parked: Mutex<Vec<(u64, libc::pthread_t)>>,
+    _private: (),
 }
 
-static SHUTDOWN: OnceLock<Shutdown> = OnceLock::new();
-
 impl Shutdown {
-    /// Whether SIGINT/SIGTERM has arrived.
+    /// Whether SIGINT/SIGTERM has arrived (or [`Shutdown::trigger`] was called).
     pub fn requested(&self) -> bool {
-        self.requested.load(Ordering::Relaxed)
+        REQUESTED.load(Ordering::Relaxed)
     }
 
     /// Milliseconds since shutdown was requested (0 before).
@@ -37,119 +55,175 @@ impl Shutdown {
         if !self.requested() {
             return 0;
         }
-        super::time::monotonic_ms_coarse()
-            .saturating_sub(self.requested_at_ms.load(Ordering::Relaxed))
+        super::time::monotonic_ms_coarse().saturating_sub(REQUESTED_AT_MS.load(Ordering::Relaxed))
     }
 
     /// An eventfd that becomes (and stays) readable on shutdown; register it
     /// level-triggered in an epoll set to be woken.
-    pub fn wake_fd(&self) -> RawFd {
-        self.wake.as_raw_fd()
+    pub fn wake_fd(&self) -> BorrowedFd<'static> {
+        let fd = WAKE_FD.load(Ordering::Relaxed);
+        assert!(fd >= 0, "sys::signal::install() was not called");
+        // SAFETY: the eventfd is created by `install` (or `after_fork`) and
+        // never closed while the process runs.
+        unsafe { BorrowedFd::borrow_raw(fd) }
     }
 
     /// Mark the calling thread as one that blocks in syscalls, so shutdown
     /// interrupts it. Deregistered when the guard drops.
     pub fn register_blocking_thread(&'static self) -> ParkGuard {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let id = NEXT.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: pthread_self has no preconditions.
-        let me = unsafe { libc::pthread_self() };
-        lock(&self.parked).push((id, me));
-        ParkGuard { owner: self, id }
+        let tid = gettid();
+        let slot = PARKED.iter().position(|p| {
+            p.compare_exchange(0, tid, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        });
+        ParkGuard { slot }
     }
 
-    /// Request shutdown from inside the process (tests, fatal errors).
+    /// Request shutdown from inside the process (tests, fatal errors, a
+    /// parent telling its children through shared state).
     pub fn trigger(&self) {
-        self.requested_at_ms
-            .store(super::time::monotonic_ms_coarse(), Ordering::Relaxed);
-        self.requested.store(true, Ordering::SeqCst);
-        let _ = super::io::eventfd_signal(self.wake.as_raw_fd());
+        raise_flag();
+        kick_parked();
+    }
+
+    /// Interrupt every registered thread once more: a thread that checked
+    /// the flag just before it was set, and blocked after, wakes now.
+    pub fn kick_parked(&self) {
+        kick_parked();
+    }
+
+    /// In a child just forked: a fresh eventfd and no registered threads
+    /// (the parent's threads do not exist here). The flag is inherited: a
+    /// child forked during shutdown knows it.
+    pub fn after_fork(&self) -> io::Result<()> {
+        for p in PARKED.iter() {
+            p.store(0, Ordering::Relaxed);
+        }
+        let fresh = new_eventfd()?;
+        WAKE_FD.store(fresh, Ordering::Relaxed);
+        if self.requested() {
+            let _ = signal_eventfd(fresh);
+        }
+        Ok(())
     }
 }
 
 /// Keeps the thread registered for shutdown kicks while alive.
 pub struct ParkGuard {
-    owner: &'static Shutdown,
-    id: u64,
+    slot: Option<usize>,
 }
 
 impl Drop for ParkGuard {
     fn drop(&mut self) {
-        lock(&self.owner.parked).retain(|(id, _)| *id != self.id);
+        if let Some(i) = self.slot {
+            PARKED[i].store(0, Ordering::Release);
+        }
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-extern "C" fn on_kick(_: libc::c_int) {}
-
-/// Install the shutdown machinery. Call from `main` before spawning any
-/// thread, so every thread inherits the blocked signal mask.
+/// Install the handlers (idempotent). Call from `main`, before any thread
+/// is spawned or process forked.
 pub fn install() -> io::Result<&'static Shutdown> {
-    if let Some(s) = SHUTDOWN.get() {
-        return Ok(s);
+    if WAKE_FD.load(Ordering::Relaxed) >= 0 {
+        return Ok(&SHUTDOWN);
     }
-    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it.
-    let mut set: libc::sigset_t = unsafe { mem::zeroed() };
-    // SAFETY: `set` is valid writable storage for a sigset_t.
-    unsafe {
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-    }
-    // SAFETY: `set` is initialised; a null old-set pointer is allowed.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    if rc != 0 {
-        return Err(io::Error::from_raw_os_error(rc));
-    }
-
-    // SIGUSR1 interrupts blocking syscalls: a no-op handler without
-    // SA_RESTART makes them fail with EINTR instead of being restarted.
-    // SAFETY: sigaction is plain data; zeroed is a valid starting value.
-    let mut sa: libc::sigaction = unsafe { mem::zeroed() };
-    sa.sa_sigaction = on_kick as extern "C" fn(libc::c_int) as usize;
-    sa.sa_flags = 0;
-    // SAFETY: `sa` is fully initialised and the handler is async-signal-safe.
-    syscall!(sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()))?;
+    WAKE_FD.store(new_eventfd()?, Ordering::Relaxed);
+    set_handler(libc::SIGINT, on_shutdown_signal)?;
+    set_handler(libc::SIGTERM, on_shutdown_signal)?;
+    set_handler(libc::SIGUSR1, on_kick)?;
     // Writes to a socket whose peer is gone must fail with EPIPE, not kill us.
     // SAFETY: setting SIGPIPE's disposition to SIG_IGN has no preconditions.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-
-    let shutdown = SHUTDOWN.get_or_init(|| Shutdown {
-        requested: AtomicBool::new(false),
-        requested_at_ms: AtomicU64::new(0),
-        wake: super::io::eventfd().expect("eventfd"),
-        parked: Mutex::new(Vec::new()),
-    });
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || wait_for_signals(shutdown, set))?;
-    Ok(shutdown)
+    // The signals may have been blocked by whoever started us.
+    let mut set = empty_set();
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1] {
+        // SAFETY: `set` is an initialised signal set.
+        unsafe { libc::sigaddset(&mut set, sig) };
+    }
+    // SAFETY: `set` is initialised; a null old-set pointer is allowed.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(&SHUTDOWN)
 }
 
-fn wait_for_signals(shutdown: &'static Shutdown, set: libc::sigset_t) {
-    let mut sig: libc::c_int = 0;
-    // SAFETY: `set` is an initialised signal set blocked in this thread.
-    while unsafe { libc::sigwait(&set, &mut sig) } != 0 {}
-    shutdown.trigger();
-    // Keep interrupting parked threads until they have all left. A second
-    // signal forces an immediate exit, as users expect from a second Ctrl-C.
-    std::thread::spawn(move || {
-        let mut sig: libc::c_int = 0;
-        // SAFETY: as above.
-        while unsafe { libc::sigwait(&set, &mut sig) } != 0 {}
-        eprintln!("second signal: exiting without draining");
-        std::process::exit(1);
-    });
-    loop {
-        // Kill while holding the lock: a thread deregisters under the same
-        // lock before it can exit, so every pthread_t here is alive.
-        for &(_, t) in lock(&shutdown.parked).iter() {
-            // SAFETY: `t` is a live, registered thread (see above).
-            unsafe { libc::pthread_kill(t, libc::SIGUSR1) };
+fn empty_set() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it.
+    let mut set: libc::sigset_t = unsafe { mem::zeroed() };
+    // SAFETY: `set` is valid writable storage for a sigset_t.
+    unsafe { libc::sigemptyset(&mut set) };
+    set
+}
+
+fn set_handler(sig: i32, handler: extern "C" fn(libc::c_int)) -> io::Result<()> {
+    // SAFETY: sigaction is plain data; zeroed is a valid starting value.
+    let mut sa: libc::sigaction = unsafe { mem::zeroed() };
+    sa.sa_sigaction = handler as usize;
+    // No SA_RESTART: a blocking syscall interrupted by the signal returns
+    // EINTR, which is how a parked thread learns to look at the flag.
+    sa.sa_flags = 0;
+    sa.sa_mask = empty_set();
+    // SAFETY: `sa` is fully initialised and the handler is async-signal-safe.
+    syscall!(sigaction(sig, &sa, std::ptr::null_mut()))?;
+    Ok(())
+}
+
+/// SIGINT/SIGTERM. Only async-signal-safe operations: atomics, `write`,
+/// `clock_gettime`, `gettid`, `tgkill`, `_exit`.
+extern "C" fn on_shutdown_signal(_: libc::c_int) {
+    if REQUESTED.load(Ordering::SeqCst) {
+        let msg = b"second signal: exiting without draining\n";
+        // SAFETY: write(2) and _exit(2) are async-signal-safe; `msg` is valid.
+        unsafe {
+            libc::write(2, msg.as_ptr().cast(), msg.len());
+            libc::_exit(1);
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
+    raise_flag();
+    kick_parked();
+}
+
+/// SIGUSR1: nothing; its arrival is what interrupts a blocking syscall.
+extern "C" fn on_kick(_: libc::c_int) {}
+
+fn raise_flag() {
+    REQUESTED_AT_MS.store(super::time::monotonic_ms_coarse(), Ordering::Relaxed);
+    REQUESTED.store(true, Ordering::SeqCst);
+    let fd = WAKE_FD.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let _ = signal_eventfd(fd);
+    }
+}
+
+fn kick_parked() {
+    let me = gettid();
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    for p in PARKED.iter() {
+        let tid = p.load(Ordering::Acquire);
+        if tid != 0 && tid != me {
+            // A thread that has exited meanwhile fails with ESRCH; a reused
+            // id can only belong to another thread of this process (tgkill
+            // checks the thread group), which treats EINTR as a retry.
+            // SAFETY: tgkill takes plain integers and is async-signal-safe.
+            unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, libc::SIGUSR1) };
+        }
+    }
+}
+
+fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+fn new_eventfd() -> io::Result<RawFd> {
+    syscall!(eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC))
+}
+
+fn signal_eventfd(fd: RawFd) -> io::Result<()> {
+    let one: u64 = 1;
+    // SAFETY: `one` is 8 readable bytes; write(2) is async-signal-safe.
+    syscall!(write(fd, (&one as *const u64).cast(), 8))?;
+    Ok(())
 }

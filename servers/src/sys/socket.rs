@@ -113,9 +113,10 @@ pub fn has_pending_input(fd: RawFd) -> bool {
     n > 0
 }
 
-/// `shutdown(2)`: used to wake threads blocked on a socket during shutdown.
-pub fn shutdown(fd: RawFd, how: i32) -> io::Result<()> {
-    syscall!(shutdown(fd, how))?;
+/// `shutdown(fd, SHUT_WR)`: send FIN after what is queued, keep reading.
+/// A server half-closes this way before lingering on a client it is closing.
+pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
+    syscall!(shutdown(fd, libc::SHUT_WR))?;
     Ok(())
 }
 

@@ -1,5 +1,10 @@
 //! The application: routes a parsed request to a response.
 //!
+//! It sits above the sans-IO [`crate::http`] core and below the connection
+//! state machine: the router and handlers (static files, `/stats`,
+//! `/sleep`, CGI, uploads, sessions) and the access log live here, and may
+//! open files and start processes; `http` never does.
+//!
 //! Every variant calls the same [`App::respond`], so the bytes on the wire are
 //! identical across concurrency models (apart from the Date header).
 //!
@@ -16,15 +21,22 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::date;
-use super::files::{self, Range, Resolved};
-use super::parser::{Method, Request, Version};
-use super::response::{push_u64, write_head, ConnHeader, Outbox};
-use super::stats::Stats;
 use crate::access_log::{AccessLog, Entry};
-use crate::cgi::CgiDir;
-use crate::session::Sessions;
-use crate::uploads::Uploads;
+use crate::http::date;
+use crate::http::parser::{Method, Request, Version};
+use crate::http::response::{push_u64, write_head, ConnHeader, Outbox};
+use cgi::CgiDir;
+use files::{Range, Resolved};
+use session::Sessions;
+use stats::Stats;
+use uploads::Uploads;
+
+pub mod cgi;
+pub mod dynamic;
+pub mod files;
+pub mod session;
+pub mod stats;
+pub mod uploads;
 
 const PLAINTEXT: &[u8] = b"Hello, World!";
 const JSON: &[u8] = br#"{"message":"Hello, World!"}"#;
@@ -170,13 +182,13 @@ pub struct App {
     /// `ROOT/<host>/` directories, by normalised host name.
     vhosts: std::collections::HashMap<String, File>,
     stats: Arc<Stats>,
-    pub(super) sessions: Sessions,
+    pub(crate) sessions: Sessions,
     /// `Err` holds why CGI is unavailable, for the 503 message.
-    pub(super) cgi: Result<Arc<CgiDir>, String>,
-    pub(super) cgi_timeout: Duration,
-    pub(super) uploads: Option<Arc<Uploads>>,
-    pub(super) log: Option<Arc<AccessLog>>,
-    pub(super) local: SocketAddrV4,
+    pub(crate) cgi: Result<Arc<CgiDir>, String>,
+    pub(crate) cgi_timeout: Duration,
+    pub(crate) uploads: Option<Arc<Uploads>>,
+    pub(crate) log: Option<Arc<AccessLog>>,
+    pub(crate) local: SocketAddrV4,
 }
 
 /// Sessions kept before the oldest are forgotten.
@@ -417,7 +429,7 @@ impl App {
 /// Answer with a file (or a range of it) sent by `sendfile`, honouring
 /// Range and If-Modified-Since.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn serve_file(
+pub(crate) fn serve_file(
     req: &Request<'_>,
     file: File,
     size: u64,
@@ -450,7 +462,7 @@ pub(super) fn serve_file(
                 &[&last_modified, b"Accept-Ranges: bytes"],
             );
             if !head_only {
-                out.push_file(file, 0, size);
+                out.push_file(file.into(), 0, size);
             }
             200
         }
@@ -471,7 +483,7 @@ pub(super) fn serve_file(
                 &[&last_modified, b"Accept-Ranges: bytes", &cr],
             );
             if !head_only {
-                out.push_file(file, start, len);
+                out.push_file(file.into(), start, len);
             }
             206
         }
@@ -497,7 +509,7 @@ pub fn respond_error(out: &mut Outbox, status: u16, detail: &str) -> u16 {
     let mut body = Vec::with_capacity(64);
     push_u64(&mut body, u64::from(status));
     body.push(b' ');
-    body.extend_from_slice(super::response::reason(status).as_bytes());
+    body.extend_from_slice(crate::http::response::reason(status).as_bytes());
     body.extend_from_slice(b": ");
     body.extend_from_slice(detail.as_bytes());
     body.push(b'\n');
@@ -525,7 +537,7 @@ pub fn respond_overloaded(out: &mut Outbox) -> u16 {
     )
 }
 
-pub(super) fn simple(
+pub(crate) fn simple(
     out: &mut Outbox,
     status: u16,
     ctype: &str,
@@ -564,7 +576,7 @@ fn entry<'r>(req: &'r Request<'_>, peer: SocketAddrV4, status: u16, body_bytes: 
     }
 }
 
-pub(super) fn protocol(v: Version) -> &'static str {
+pub(crate) fn protocol(v: Version) -> &'static str {
     match v {
         Version::Http10 => "HTTP/1.0",
         Version::Http11 => "HTTP/1.1",
@@ -572,7 +584,7 @@ pub(super) fn protocol(v: Version) -> &'static str {
 }
 
 /// What the access log needs from a request whose response comes later.
-pub(super) struct OwnedEntry {
+pub(crate) struct OwnedEntry {
     peer: SocketAddrV4,
     method: String,
     target: String,
@@ -582,7 +594,7 @@ pub(super) struct OwnedEntry {
 }
 
 impl OwnedEntry {
-    pub(super) fn new(req: &Request<'_>, peer: SocketAddrV4) -> Self {
+    pub(crate) fn new(req: &Request<'_>, peer: SocketAddrV4) -> Self {
         OwnedEntry {
             peer,
             method: req.method_str.to_owned(),
@@ -593,7 +605,7 @@ impl OwnedEntry {
         }
     }
 
-    pub(super) fn entry(&self, status: u16, body_bytes: u64) -> Entry<'_> {
+    pub(crate) fn entry(&self, status: u16, body_bytes: u64) -> Entry<'_> {
         Entry {
             remote: *self.peer.ip(),
             unix_time: crate::sys::time::unix_seconds_coarse(),
@@ -651,7 +663,7 @@ fn parse_ms(v: &str) -> Option<u64> {
 
 /// The Connection header a response needs: HTTP/1.1 keeps by default, 1.0
 /// only when asked (and then the response says so).
-pub(super) fn conn_header(version: Version, keep_alive: bool) -> ConnHeader {
+pub(crate) fn conn_header(version: Version, keep_alive: bool) -> ConnHeader {
     match (keep_alive, version) {
         (false, _) => ConnHeader::Close,
         (true, Version::Http10) => ConnHeader::KeepAlive,

@@ -10,15 +10,14 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::conn::Offload;
-use crate::http::app::{Finished, Job};
+use crate::app::{Finished, Job};
 use crate::sys;
 
 struct Task {
@@ -137,8 +136,8 @@ fn work(shared: &Shared) {
 
 impl Handle {
     /// Readable when finished jobs are waiting (register it in the loop's epoll set).
-    pub fn wake_fd(&self) -> RawFd {
-        self.done.wake.as_raw_fd()
+    pub fn wake_fd(&self) -> BorrowedFd<'_> {
+        self.done.wake.as_fd()
     }
 
     /// Move every finished job into `into`, resetting the eventfd first so
@@ -159,8 +158,10 @@ impl Handle {
     }
 }
 
-impl Offload for Handle {
-    fn submit(&self, job: Job, token: u64) -> Result<(), Job> {
+impl Handle {
+    /// Queue `job` for a worker, or give it back when the queue is full
+    /// (the caller answers 503). `token` comes back with the response.
+    pub fn submit(&self, job: Job, token: u64) -> Result<(), Job> {
         let mut st = lock(&self.shared.state);
         if st.tasks.len() >= self.shared.capacity || st.closed {
             return Err(job);

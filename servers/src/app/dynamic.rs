@@ -4,15 +4,15 @@
 
 use std::net::SocketAddrV4;
 
-use super::app::{
+use super::cgi::{self, CgiRequest};
+use super::files::percent_decode;
+use super::session::set_cookie_header;
+use super::uploads::{is_disk_full, Lookup, Upload, Uploads};
+use super::{
     conn_header, protocol, serve_file, simple, App, Finished, Job, Meta, OwnedEntry, Reply,
 };
-use super::files::percent_decode;
-use super::parser::{Method, Request};
-use super::response::{write_head, ConnHeader, Outbox};
-use crate::cgi::{self, CgiRequest};
-use crate::session::set_cookie_header;
-use crate::uploads::{is_disk_full, Lookup, Upload, Uploads};
+use crate::http::parser::{Method, Request};
+use crate::http::response::{write_head, ConnHeader, Outbox};
 
 const ALLOW_POST: &[u8] = b"Allow: POST";
 const ALLOW_FILES: &[u8] = b"Allow: GET, HEAD, DELETE";
@@ -150,7 +150,7 @@ impl App {
 
     /// `POST /upload`: the body becomes a file in the data dir (written,
     /// fsynced and renamed into place by a job, since fsync blocks).
-    pub(super) fn upload(&self, req: &Request<'_>, conn: ConnHeader, out: &mut Outbox) -> Reply {
+    pub(crate) fn upload(&self, req: &Request<'_>, conn: ConnHeader, out: &mut Outbox) -> Reply {
         if req.method != Method::Post {
             return method_not_allowed(out, conn, ALLOW_POST);
         }
@@ -171,7 +171,7 @@ impl App {
     }
 
     /// `GET`/`HEAD`/`DELETE /files/NAME`: a stored upload.
-    pub(super) fn stored_file(
+    pub(crate) fn stored_file(
         &self,
         req: &Request<'_>,
         name: &str,
@@ -229,7 +229,7 @@ impl App {
     }
 
     /// `GET /session`: a visit counter keyed by a server-chosen cookie.
-    pub(super) fn session(
+    pub(crate) fn session(
         &self,
         req: &Request<'_>,
         conn: ConnHeader,
@@ -252,7 +252,7 @@ impl App {
 
     /// `/cgi-bin/NAME[/PATH_INFO]`: run a script from the CGI directory in
     /// a job (fork, exec, wait).
-    pub(super) fn cgi(
+    pub(crate) fn cgi(
         &self,
         req: &Request<'_>,
         meta: &Meta,
@@ -309,7 +309,7 @@ impl App {
                 }
                 Err(e) => {
                     let status = e.status();
-                    let body = format!("{status} {}: {e}\n", super::response::reason(status));
+                    let body = format!("{status} {}: {e}\n", crate::http::response::reason(status));
                     Finished::text(status, body.as_bytes(), conn, &[], head_only)
                 }
             }

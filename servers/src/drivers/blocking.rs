@@ -1,0 +1,166 @@
+//! The blocking-socket driver: one connection served start to finish on the
+//! calling thread (the per-connection loop of `blocking` and `threadpool`).
+//!
+//! Timeouts need no timer: the socket's read timeout (SO_RCVTIMEO) is set to
+//! the shorter of the idle and header timeouts, so a read returns at least
+//! that often and the loop checks both deadlines. Blocking jobs (`/sleep`,
+//! CGI, upload commits) run inline: the thread is the connection's anyway.
+
+use std::io;
+use std::net::SocketAddrV4;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::Duration;
+
+use super::send_queued;
+use crate::app::App;
+use crate::conn::{Conn, Ctx, Next};
+use crate::http::parser::Parser;
+use crate::http::stats::Shard;
+use crate::sys;
+use crate::sys::signal::Shutdown;
+use crate::sys::time::monotonic_ms_coarse;
+
+/// How long a closing client may keep sending before we drop it.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// The connection policy of a blocking model.
+pub struct Policy {
+    /// Close a keep-alive connection idle this long.
+    pub keepalive_timeout: Duration,
+    /// Answer 408 when a request head takes longer than this.
+    pub header_timeout: Duration,
+    /// Requests per connection (0 = no cap; 1 = one request, then close).
+    pub max_requests: u64,
+    /// After shutdown starts, a connection still busy this long is dropped.
+    pub shutdown_timeout: Duration,
+}
+
+/// What one connection's loop borrows from its thread.
+pub struct Env<'a> {
+    /// The application answering requests.
+    pub app: &'a App,
+    /// This thread's counters.
+    pub shard: &'a Shard,
+    /// Timeouts and limits.
+    pub policy: &'a Policy,
+    /// Raised on SIGINT/SIGTERM.
+    pub shutdown: &'a Shutdown,
+}
+
+/// Serve `fd` until the client leaves, a limit is reached, or shutdown.
+pub fn serve(fd: OwnedFd, peer: SocketAddrV4, parser: Parser, env: &Env<'_>) {
+    let p = env.policy;
+    let tick = p
+        .keepalive_timeout
+        .min(p.header_timeout)
+        .max(Duration::from_millis(10));
+    if sys::socket::set_read_timeout(fd.as_raw_fd(), tick).is_err() {
+        return;
+    }
+    let mut conn = Conn::new(peer, parser, monotonic_ms_coarse());
+    loop {
+        let ctx = Ctx {
+            app: env.app,
+            shard: env.shard,
+            max_requests: p.max_requests,
+            draining: env.shutdown.requested(),
+        };
+        if ctx.draining
+            && (drained(&fd, &conn) || env.shutdown.elapsed_ms() >= ms(p.shutdown_timeout))
+        {
+            return;
+        }
+        match read_once(&fd, &mut conn, &ctx) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => conn.on_broken(),
+        }
+        let mut next = settle(&fd, &mut conn, &ctx);
+        if next == Next::Read && overdue(&conn, p) {
+            conn.on_timeout(&ctx);
+            next = settle(&fd, &mut conn, &ctx);
+        }
+        match next {
+            Next::Read => {}
+            Next::Linger => return linger(&fd, &mut conn, &ctx),
+            Next::Write | Next::Wait | Next::Close => return,
+        }
+    }
+}
+
+/// One blocking read into the connection (which answers what completes).
+/// `Interrupted` is returned so the caller re-checks shutdown; a read
+/// timeout is not an error (the caller checks the deadlines).
+fn read_once(fd: &OwnedFd, conn: &mut Conn, ctx: &Ctx<'_>) -> io::Result<()> {
+    let now = monotonic_ms_coarse();
+    let Some(buf) = conn.recv_buf(ctx) else {
+        return Ok(());
+    };
+    match sys::io::read(fd.as_raw_fd(), buf) {
+        Ok(0) => conn.on_eof(ctx, now),
+        Ok(n) => conn.on_received(ctx, n, now),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
+/// Run jobs inline and send everything queued; what the connection needs then.
+fn settle(fd: &OwnedFd, conn: &mut Conn, ctx: &Ctx<'_>) -> Next {
+    loop {
+        if let Some(job) = conn.take_job() {
+            let done = job.run();
+            conn.on_job_done(ctx, done, monotonic_ms_coarse());
+        }
+        // A blocking send returns only once everything is written (or the
+        // connection broke, which `next` then says).
+        let _ = send_queued(fd.as_fd(), conn, ctx, monotonic_ms_coarse());
+        match conn.next() {
+            Next::Wait | Next::Write => continue,
+            next => return next,
+        }
+    }
+}
+
+/// Shutdown: the connection has nothing in flight, not even unread bytes
+/// in the kernel's buffer (those are a request already sent: answered).
+fn drained(fd: &OwnedFd, conn: &Conn) -> bool {
+    conn.is_idle() && !sys::socket::has_pending_input(fd.as_raw_fd())
+}
+
+/// The client is past its deadline: the header timeout while a request is
+/// partly in, the idle timeout between requests.
+fn overdue(conn: &Conn, p: &Policy) -> bool {
+    let now = monotonic_ms_coarse();
+    if conn.has_partial_request() {
+        now.saturating_sub(conn.request_started_ms) >= ms(p.header_timeout)
+    } else {
+        now.saturating_sub(conn.last_active_ms) >= ms(p.keepalive_timeout)
+    }
+}
+
+/// Half-close, then swallow what the client still sends for a moment, so
+/// closing with unread input does not reset the connection before the client
+/// has read our final response.
+fn linger(fd: &OwnedFd, conn: &mut Conn, ctx: &Ctx<'_>) {
+    let _ = sys::socket::shutdown_write(fd.as_raw_fd());
+    conn.on_half_closed();
+    if sys::socket::set_read_timeout(fd.as_raw_fd(), LINGER).is_err() {
+        return;
+    }
+    // Ends at EOF, at the byte cap, or once a read has waited LINGER.
+    while conn.next() == Next::Read {
+        let Some(buf) = conn.recv_buf(ctx) else {
+            return;
+        };
+        match sys::io::read(fd.as_raw_fd(), buf) {
+            Ok(0) => conn.on_eof(ctx, monotonic_ms_coarse()),
+            Ok(n) => conn.on_received(ctx, n, monotonic_ms_coarse()),
+            Err(_) => return,
+        }
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
