@@ -166,6 +166,12 @@ pub fn skip(v: &Variant, case: &str, why: &str) {
     println!("[{}] SKIP {case}: {why}", v.name);
 }
 
+/// Print, in a test's output, that part of `case` (`what`) was not checked
+/// against `v` and why.
+pub fn skip_part(v: &Variant, case: &str, what: &str, why: &str) {
+    println!("[{}] SKIP part of {case}: {what}: {why}", v.name);
+}
+
 // ---------------------------------------------------------------------------
 // Secrets: content that must never appear in any response.
 // ---------------------------------------------------------------------------
