@@ -75,7 +75,7 @@ pub fn bin_path(name: &str) -> PathBuf {
 /// runs separate tests in parallel (each suite function takes from seconds
 /// to half a minute per variant), and a failing test is named by its
 /// variant (`epoll_threads::conformance`). The price is that the list of
-/// variants is written once more, here in the macro call, so
+/// variants is written once more, in each suite's macro call, so
 /// `every_catalog_variant_has_its_tests` fails loudly when the catalog has a
 /// variant the call does not list (and every generated test fails when it
 /// names a variant the catalog does not have).
