@@ -1,13 +1,14 @@
 //! The command line every variant shares: options that must work, and bad
-//! input that must fail with a message naming the fix.
+//! input that must fail with a message naming the fix. Every check runs
+//! against every variant of the catalog (`servers::variants::VARIANTS`), in
+//! one test per check: the checks take milliseconds, and a failure names its
+//! variant.
 
 mod common;
 
 use std::process::Command;
 
-use common::{bin_path, Server, ServerOpts};
-
-const VARIANTS: [&str; 4] = ["blocking", "threadpool", "epoll", "epoll-threads"];
+use common::{bin_path, variants::VARIANTS, Server, ServerOpts};
 
 fn run(variant: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new(bin_path(variant))
@@ -24,8 +25,8 @@ fn run(variant: &str, args: &[&str]) -> (bool, String) {
 #[test]
 fn help_states_the_model_and_the_shared_options() {
     for v in VARIANTS {
-        let (ok, text) = run(v, &["--help"]);
-        assert!(ok, "{v} --help failed: {text}");
+        let (ok, text) = run(v.name, &["--help"]);
+        assert!(ok, "{} --help failed: {text}", v.name);
         for opt in [
             "--port",
             "--root",
@@ -34,14 +35,37 @@ fn help_states_the_model_and_the_shared_options() {
             "--keepalive-requests",
             "--cpus",
         ] {
-            assert!(text.contains(opt), "{v} --help lacks {opt}:\n{text}");
+            assert!(text.contains(opt), "{} --help lacks {opt}:\n{text}", v.name);
+        }
+    }
+}
+
+#[test]
+fn help_lists_the_variants_extra_flags() {
+    for v in VARIANTS {
+        let (ok, text) = run(v.name, &["--help"]);
+        assert!(ok, "{} --help failed: {text}", v.name);
+        for flag in v.extra_flags {
+            // A flag as an option name, not as part of a longer one
+            // (`--work-queue` must not be satisfied by `--work-queue-x`).
+            let listed = text.match_indices(flag).any(|(i, _)| {
+                !text[i + flag.len()..]
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            });
+            assert!(
+                listed,
+                "{} --help lacks {flag}, one of its catalog extra_flags {:?}:\n{text}",
+                v.name, v.extra_flags
+            );
         }
     }
 }
 
 #[test]
 fn bad_flags_fail_with_a_message_naming_the_fix() {
-    for v in VARIANTS {
+    for v in VARIANTS.iter().map(|v| v.name) {
         let (ok, text) = run(v, &["--port", "0", "--cpus", "x-1"]);
         assert!(
             !ok && text.contains("expected e.g. 0 or 0,2 or 0-3"),
@@ -63,14 +87,16 @@ fn bad_flags_fail_with_a_message_naming_the_fix() {
 fn port_in_use_is_reported_with_the_way_out() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let (ok, text) = run("epoll", &["--port", &port]);
-    assert!(!ok && text.contains("try --port 0"), "{text}");
+    for v in VARIANTS.iter().map(|v| v.name) {
+        let (ok, text) = run(v, &["--port", &port]);
+        assert!(!ok && text.contains("try --port 0"), "{v}: {text}");
+    }
 }
 
 #[test]
 fn cpus_pins_every_thread() {
     let root = tempfile::tempdir().unwrap();
-    for v in VARIANTS {
+    for v in VARIANTS.iter().map(|v| v.name) {
         let opts = ServerOpts {
             extra: vec!["--cpus".into(), "0".into()],
             ..ServerOpts::default()

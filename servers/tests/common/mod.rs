@@ -28,18 +28,148 @@ use std::time::{Duration, Instant, SystemTime};
 /// wait in these tests may take.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The four concurrency models, by binary name.
-pub const VARIANTS: [&str; 4] = ["blocking", "threadpool", "epoll", "epoll-threads"];
+#[allow(unused_imports)]
+pub use servers::variants::{self, KeepAlive, Limit, Threads, Variant};
 
-/// Path of a variant's binary, as built by cargo for the integration tests.
-pub fn bin_path(variant: &str) -> &'static str {
-    match variant {
-        "blocking" => env!("CARGO_BIN_EXE_blocking"),
-        "threadpool" => env!("CARGO_BIN_EXE_threadpool"),
-        "epoll" => env!("CARGO_BIN_EXE_epoll"),
-        "epoll-threads" => env!("CARGO_BIN_EXE_epoll-threads"),
-        other => panic!("unknown variant {other:?}"),
+/// The catalog entry of the variant whose binary is `name`; panics naming
+/// the catalog when there is none.
+#[track_caller]
+pub fn variant(name: &str) -> &'static Variant {
+    variants::find(name).unwrap_or_else(|| {
+        panic!(
+            "{name:?} is not in servers::variants::VARIANTS (known: {})",
+            variants::names().collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
+/// Path of the binary `name` (a catalog name), found at run time next to
+/// this test executable: cargo builds every binary of the package into
+/// `target/<profile>/` before it builds and runs the integration tests,
+/// which live in `target/<profile>/deps/`. Panics naming the missing
+/// binary.
+#[track_caller]
+pub fn bin_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the running test executable");
+    let dir = exe.parent().and_then(Path::parent).unwrap_or_else(|| {
+        panic!(
+            "test executable {} is not in a deps/ directory",
+            exe.display()
+        )
+    });
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "the binary of variant {name:?} is missing: expected {} (next to this test's deps/ directory). \
+         Cargo builds every binary of the package before its integration tests: is there a \
+         servers/src/bin/{name}.rs, and does the catalog name match it? (`cargo build -p servers --bin {name}`)",
+        path.display()
+    );
+    path
+}
+
+/// One `#[test]` per variant and suite function, generated, plus a test that
+/// the list of variants given is exactly the catalog's.
+///
+/// Why generated tests rather than one test looping over the catalog: cargo
+/// runs separate tests in parallel (each suite function takes from seconds
+/// to half a minute per variant), and a failing test is named by its
+/// variant (`epoll_threads::conformance`). The price is that the list of
+/// variants is written once more, in each suite's macro call, so
+/// `every_catalog_variant_has_its_tests` fails loudly when the catalog has a
+/// variant the call does not list (and every generated test fails when it
+/// names a variant the catalog does not have).
+///
+/// ```ignore
+/// per_variant_tests! {
+///     variants: [blocking, threadpool, epoll, epoll_threads],
+///     tests: [conformance, body_limit_413],
+/// }
+/// ```
+/// generates `mod blocking { #[test] fn conformance() { super::conformance(v) } ... }`
+/// where `v` is the catalog entry whose name, with `-` written `_`, is the
+/// module name; each suite function takes a `&'static Variant`.
+#[allow(unused_macros)]
+macro_rules! per_variant_tests {
+    (variants: [$($v:ident),* $(,)?], tests: $tests:tt $(,)?) => {
+        $( $crate::common::per_variant_tests!(@one $v $tests); )*
+
+        /// The variants listed in `per_variant_tests!` are exactly the catalog's.
+        #[test]
+        fn every_catalog_variant_has_its_tests() {
+            $crate::common::check_generated(file!(), &[$(stringify!($v)),*]);
+        }
+    };
+    (@one $v:ident [$($t:ident),* $(,)?]) => {
+        mod $v {
+            $(
+                #[test]
+                fn $t() {
+                    super::$t($crate::common::variant_of_module(stringify!($v)));
+                }
+            )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use per_variant_tests;
+
+/// A catalog name as a Rust identifier (`epoll-threads` → `epoll_threads`).
+pub fn ident_of(name: &str) -> String {
+    name.replace('-', "_")
+}
+
+/// The catalog entry a `per_variant_tests!` module stands for.
+#[track_caller]
+pub fn variant_of_module(module: &str) -> &'static Variant {
+    variants::VARIANTS
+        .iter()
+        .find(|v| ident_of(v.name) == module)
+        .unwrap_or_else(|| {
+            panic!(
+                "per_variant_tests! lists `{module}`, which is no catalog variant (servers::variants::VARIANTS: {})",
+                variants::names().collect::<Vec<_>>().join(", ")
+            )
+        })
+}
+
+/// Fails when the catalog has a variant `generated` (the module names of a
+/// `per_variant_tests!` call in `file`) lacks, or lists one twice.
+pub fn check_generated(file: &str, generated: &[&str]) {
+    let mut problems = Vec::new();
+    for v in variants::VARIANTS {
+        let ident = ident_of(v.name);
+        match generated.iter().filter(|g| **g == ident).count() {
+            1 => {}
+            0 => problems.push(format!(
+                "catalog variant `{}` has no tests here: add `{ident}` to the `variants:` list of per_variant_tests! in {file}",
+                v.name
+            )),
+            n => problems.push(format!("`{ident}` is listed {n} times")),
+        }
     }
+    for g in generated {
+        if !variants::VARIANTS.iter().any(|v| ident_of(v.name) == *g) {
+            problems.push(format!("`{g}` is listed but is no catalog variant"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "per_variant_tests! in {file} does not match servers::variants::VARIANTS:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// Print, in a test's output, that `case` was not run against `v` and why
+/// (the catalog limit or property that rules it out).
+pub fn skip(v: &Variant, case: &str, why: &str) {
+    println!("[{}] SKIP {case}: {why}", v.name);
+}
+
+/// Print, in a test's output, that part of `case` (`what`) was not checked
+/// against `v` and why.
+pub fn skip_part(v: &Variant, case: &str, what: &str, why: &str) {
+    println!("[{}] SKIP part of {case}: {what}: {why}", v.name);
 }
 
 // ---------------------------------------------------------------------------
@@ -794,6 +924,8 @@ impl Server {
     #[track_caller]
     pub fn start(variant: &str, root: &Path, opts: &ServerOpts) -> Server {
         raise_nofile_limit();
+        // A name the catalog lacks fails here, listing the catalog.
+        self::variant(variant);
         let bin = bin_path(variant);
         let mut args: Vec<String> = vec![
             "--port".into(),
@@ -814,7 +946,7 @@ impl Server {
         args.extend(opts.extra.iter().cloned());
 
         let stderr_file = tempfile::NamedTempFile::new().expect("temp file for stderr");
-        let mut cmd = Command::new(bin);
+        let mut cmd = Command::new(&bin);
         // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe; it makes the
         // kernel kill the server if the test thread that spawned it dies
         // (e.g. the test binary is killed), so no server outlives the tests.
@@ -833,7 +965,7 @@ impl Server {
                 stderr_file.reopen().expect("reopen stderr file"),
             ))
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
         let stdout = child.stdout.take().expect("piped stdout");
         let pid = child.id();
         let (tx, rx) = mpsc::channel();
@@ -878,6 +1010,11 @@ impl Server {
             .unwrap_or_else(|e| panic!("{variant}: bad address {addr_str:?}: {e}"));
         assert_ne!(server.addr.port(), 0, "{variant}: printed port 0");
         server
+    }
+
+    /// The catalog entry of the variant this server runs.
+    pub fn catalog(&self) -> &'static Variant {
+        variant(&self.variant)
     }
 
     pub fn conn(&self) -> Conn {
