@@ -555,3 +555,225 @@ impl Conn {
         self.filled = 0;
     }
 }
+
+/// The connection driven purely in memory, as a completion driver would
+/// feed it: bytes in, chunks out, partial sends, jobs run by the caller.
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::app::stats::Stats;
+    use crate::app::Settings;
+    use crate::http::parser::Limits;
+
+    struct World {
+        app: App,
+        _root: tempfile::TempDir,
+    }
+
+    fn world() -> World {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("file.txt"), b"0123456789").unwrap();
+        let settings = Settings {
+            root: root.path().to_path_buf(),
+            cgi_dir: root.path().join("no-cgi"),
+            cgi_timeout: Duration::from_secs(1),
+            data_dir: None,
+            access_log: None,
+            local: "127.0.0.1:80".parse().unwrap(),
+        };
+        let stats = Arc::new(Stats::new("test", 1, 1).unwrap());
+        World {
+            app: App::new(&settings, stats).unwrap(),
+            _root: root,
+        }
+    }
+
+    fn ctx(w: &World) -> Ctx<'_> {
+        Ctx {
+            app: &w.app,
+            shard: w.app.stats().shard(0),
+            max_requests: 0,
+            draining: false,
+        }
+    }
+
+    fn conn() -> Conn {
+        Conn::new(
+            "127.0.0.1:5000".parse().unwrap(),
+            Parser::new(Limits::default()),
+            0,
+        )
+    }
+
+    /// Send everything queued, `step` bytes at most per send, as a driver
+    /// would; file ranges are read from the file itself. Returns the bytes.
+    fn drain(c: &mut Conn, ctx: &Ctx<'_>, step: usize) -> Vec<u8> {
+        let mut wire = Vec::new();
+        while let Some(chunk) = c.to_send() {
+            let n = match chunk {
+                Chunk::Bytes { data, .. } => {
+                    let n = data.len().min(step);
+                    wire.extend_from_slice(&data[..n]);
+                    n
+                }
+                Chunk::File { fd, offset, len } => {
+                    let file = std::fs::File::from(fd.try_clone_to_owned().unwrap());
+                    let mut buf = vec![0; len.min(step as u64) as usize];
+                    std::os::unix::fs::FileExt::read_exact_at(&file, &mut buf, offset).unwrap();
+                    wire.extend_from_slice(&buf);
+                    buf.len()
+                }
+            };
+            c.on_sent(ctx, n, 1);
+        }
+        wire
+    }
+
+    fn count(hay: &[u8], needle: &[u8]) -> usize {
+        hay.windows(needle.len()).filter(|w| *w == needle).count()
+    }
+
+    const GET: &[u8] = b"GET /plaintext HTTP/1.1\r\nHost: a\r\n\r\n";
+
+    #[test]
+    fn keep_alive_then_pipelining_in_order() {
+        let w = world();
+        let ctx = ctx(&w);
+        let mut c = conn();
+        c.on_input(&ctx, GET, 1);
+        assert_eq!(c.next(), Next::Write);
+        let wire = drain(&mut c, &ctx, usize::MAX);
+        assert!(wire.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        assert!(wire.ends_with(b"Hello, World!"));
+        assert_eq!(c.next(), Next::Read, "keep-alive: the connection stays");
+        // Two requests and half of a third in one delivery.
+        let mut input = [GET, b"GET /json HTTP/1.1\r\nHost: a\r\n\r\n"].concat();
+        input.extend_from_slice(&GET[..10]);
+        c.on_input(&ctx, &input, 2);
+        let wire = drain(&mut c, &ctx, usize::MAX);
+        assert_eq!(count(&wire, b"HTTP/1.1 200 OK"), 2);
+        let hello = wire.windows(13).position(|x| x == b"Hello, World!").unwrap();
+        let json = wire.windows(9).position(|x| x == b"{\"message").unwrap();
+        assert!(hello < json, "responses leave in request order");
+        assert!(c.has_partial_request());
+        c.on_input(&ctx, &GET[10..], 3);
+        assert_eq!(count(&drain(&mut c, &ctx, usize::MAX), b"Hello, World!"), 1);
+        assert_eq!(w.app.stats().snapshot().requests, 4);
+    }
+
+    #[test]
+    fn a_partial_write_resumes_where_it_stopped() {
+        let w = world();
+        let ctx = ctx(&w);
+        let mut c = conn();
+        c.on_input(&ctx, GET, 1);
+        let whole = match c.to_send() {
+            Some(Chunk::Bytes { data, more }) => {
+                assert!(!more);
+                data.to_vec()
+            }
+            other => panic!("expected bytes, got {other:?}"),
+        };
+        c.on_sent(&ctx, 7, 1);
+        match c.to_send() {
+            Some(Chunk::Bytes { data, .. }) => assert_eq!(data, &whole[7..]),
+            other => panic!("expected the rest, got {other:?}"),
+        }
+        assert_eq!(c.next(), Next::Write);
+        let rest = drain(&mut c, &ctx, 3);
+        assert_eq!([&whole[..7], &rest[..]].concat(), whole);
+        assert_eq!(w.app.stats().snapshot().bytes_sent, whole.len() as u64);
+    }
+
+    #[test]
+    fn a_file_range_is_described_not_copied() {
+        let w = world();
+        let ctx = ctx(&w);
+        let mut c = conn();
+        c.on_input(
+            &ctx,
+            b"GET /file.txt HTTP/1.1\r\nHost: a\r\nRange: bytes=2-5\r\n\r\n",
+            1,
+        );
+        let head_len = match c.to_send() {
+            Some(Chunk::Bytes { data, more }) => {
+                assert!(data.starts_with(b"HTTP/1.1 206 Partial Content\r\n"));
+                assert!(more, "the file follows the head");
+                data.len()
+            }
+            other => panic!("expected the head, got {other:?}"),
+        };
+        c.on_sent(&ctx, head_len, 1);
+        assert!(matches!(
+            c.to_send(),
+            Some(Chunk::File { offset: 2, len: 4, .. })
+        ));
+        c.on_sent(&ctx, 1, 1);
+        assert!(matches!(
+            c.to_send(),
+            Some(Chunk::File { offset: 3, len: 3, .. })
+        ));
+        assert_eq!(drain(&mut c, &ctx, usize::MAX), b"345");
+        assert_eq!(c.next(), Next::Read);
+    }
+
+    #[test]
+    fn a_malformed_request_is_answered_then_closed_with_a_linger() {
+        let w = world();
+        let ctx = ctx(&w);
+        let mut c = conn();
+        c.on_input(&ctx, b"GET / HTTP/1.1\r\nHost a\r\n\r\n", 1);
+        let wire = drain(&mut c, &ctx, usize::MAX);
+        assert!(wire.starts_with(b"HTTP/1.1 400 Bad Request\r\n"));
+        assert_eq!(count(&wire, b"Connection: close"), 1);
+        assert_eq!(c.next(), Next::Linger);
+        c.on_half_closed();
+        assert!(c.wants_input());
+        c.on_input(&ctx, b"more bytes the client had in flight", 2);
+        assert!(c.to_send().is_none(), "lingering input is discarded");
+        assert_eq!(c.next(), Next::Read);
+        c.on_eof(&ctx, 3);
+        assert_eq!(c.next(), Next::Close);
+        assert_eq!(w.app.stats().snapshot().status, vec![(400, 1)]);
+    }
+
+    #[test]
+    fn a_deferred_response_holds_the_pipeline_until_its_job_is_done() {
+        let w = world();
+        let ctx = ctx(&w);
+        let mut c = conn();
+        let input = [&b"GET /sleep?ms=1 HTTP/1.1\r\nHost: a\r\n\r\n"[..], GET].concat();
+        c.on_input(&ctx, &input, 1);
+        assert_eq!(c.next(), Next::Wait);
+        assert!(c.to_send().is_none() && !c.wants_input());
+        let job = c.take_job().expect("a job to run");
+        assert!(c.take_job().is_none(), "taken once");
+        c.on_job_done(&ctx, job.run(), 2);
+        let wire = drain(&mut c, &ctx, usize::MAX);
+        let slept = wire.windows(5).position(|x| x == b"slept").unwrap();
+        let hello = wire.windows(5).position(|x| x == b"Hello").unwrap();
+        assert!(slept < hello, "the request behind the job is answered after it");
+        assert_eq!(c.next(), Next::Read);
+    }
+
+    #[test]
+    fn eof_answers_what_arrived_and_then_closes() {
+        let w = world();
+        let ctx = ctx(&w);
+        let mut c = conn();
+        c.on_input(&ctx, GET, 1);
+        c.on_eof(&ctx, 1);
+        let wire = drain(&mut c, &ctx, usize::MAX);
+        assert!(wire.ends_with(b"Hello, World!"));
+        assert_eq!(c.next(), Next::Close);
+        // A request still arriving when the client half-closed is abandoned.
+        let mut c = conn();
+        c.on_input(&ctx, &GET[..12], 1);
+        c.on_eof(&ctx, 1);
+        assert!(c.to_send().is_none());
+        assert_eq!(c.next(), Next::Close);
+    }
+}

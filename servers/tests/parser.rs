@@ -1188,3 +1188,13 @@ fn streamed_bodies_keep_the_limits_and_errors() {
         );
     }
 }
+
+#[test]
+fn errors_display_their_status_and_reason() {
+    let e: Box<dyn std::error::Error> = Box::new(Error::BadRequestLine);
+    assert_eq!(e.to_string(), "400 Bad Request: malformed request line");
+    assert_eq!(
+        Error::UnsupportedTransferCoding.to_string(),
+        format!("501 Not Implemented: {}", Error::UnsupportedTransferCoding.reason())
+    );
+}

@@ -152,6 +152,18 @@ pub enum Error {
     VersionNotSupported,
 }
 
+impl std::fmt::Display for Error {
+    /// `400 Bad Request: malformed request line` — the status it is
+    /// answered with, and why.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = self.status();
+        let phrase = super::response::reason(status);
+        write!(f, "{status} {phrase}: {}", self.reason())
+    }
+}
+
+impl std::error::Error for Error {}
+
 impl Error {
     /// The status code this error is answered with.
     pub fn status(self) -> u16 {
