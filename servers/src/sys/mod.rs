@@ -25,6 +25,7 @@ pub mod fs;
 pub mod io;
 pub mod process;
 pub mod random;
+pub mod shm;
 pub mod signal;
 pub mod socket;
 pub mod time;
