@@ -29,3 +29,4 @@ pub mod shm;
 pub mod signal;
 pub mod socket;
 pub mod time;
+pub mod unix;
