@@ -48,9 +48,12 @@
 //! child's first use of the log discards them (noticed through a
 //! [`ForkDetector`](sys::shm::ForkDetector) page, without a syscall). A
 //! child must [`flush`](AccessLog::flush) or [`close`](AccessLog::close)
-//! before it exits: `_exit` runs no destructor. Fork only while no other
-//! thread is inside `log`, `flush` or `close` (as for any lock, a child
-//! would inherit it held).
+//! before it exits: `_exit` runs no destructor. Logging allocates and
+//! locks, so a child may log only if it may do that: forked from a process
+//! with one thread (a pre-forking master before it starts threads), or
+//! relying on glibc's `fork`, which leaves malloc usable in the child; and
+//! no other thread may be inside `log`, `flush` or `close` at the fork (the
+//! child would inherit that lock, or the rotation lock, held forever).
 //!
 //! Limits: a write cut short (disk full) may leave a partial line, which is
 //! cut off again only with rotation on (under the lock nobody else has
