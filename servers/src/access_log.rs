@@ -1,32 +1,65 @@
 //! The access log (`--access-log FILE`): one line per response in the
-//! combined log format, written by a background thread.
+//! combined log format, written by the threads and processes that log, with
+//! no background thread (a thread does not survive `fork`, and a pre-forked
+//! worker or a forked child must be able to log).
 //!
-//! A request thread only formats its line (into a thread-local buffer, with
-//! the timestamp formatted once per second per thread) and appends it to a
-//! shared in-memory buffer under a short lock. The writer thread wakes when
-//! the buffer passes a threshold or every interval, swaps the buffer out
-//! under the lock and writes it outside the lock, so requests never wait on
-//! the disk. Every line is appended whole, so a buffer always ends at a line
-//! boundary.
+//! **Buffering.** A request thread formats its line into a thread-local
+//! buffer (the timestamp formatted once per second per thread) and appends
+//! it to one buffer per process under a short lock. One shared buffer
+//! rather than one per thread: [`flush`](AccessLog::flush) called from any
+//! thread (a driver about to sleep, shutdown) then writes everything logged
+//! so far, no buffer is stranded in a thread that ended, and a process's
+//! lines keep the order in which they were logged.
 //!
-//! Backpressure: when the disk is so slow that the buffer reaches its cap,
-//! `log` waits for the writer instead of dropping the line. The requirement
-//! is exactly one line per request; bounded memory and a slower server under
-//! a failing disk beat a log that silently lies.
+//! **When it writes.** The thread whose line brings the buffer past a
+//! threshold, or finds its oldest line older than an interval, takes the
+//! buffer and writes it (if no other thread of this process is already
+//! writing; lines logged meanwhile go into a fresh buffer). A thread that
+//! finds the buffer at its cap waits for the disk and writes (backpressure,
+//! counted in [`stalls`](AccessLog::stalls): exactly one line per request,
+//! and bounded memory, beat a log that silently lies). A quiet server logs
+//! no line that would trigger a write, so the servers' drivers call
+//! [`flush`](AccessLog::flush) when they go idle and at shutdown.
 //!
-//! Rotation: before a write would push the file past `max_bytes`, the file
-//! is renamed to `FILE.1` (older ones shift up to `FILE.keep`, the oldest is
-//! deleted) and a fresh `FILE` is opened. Rotation happens only between
-//! lines, so no line is split across files; a file exceeds `max_bytes` only
-//! when a single line is longer than that on its own.
+//! **Several processes, one file.** The file is opened `O_APPEND`, and each
+//! `write(2)` carries the whole buffer, which always ends at a line
+//! boundary. On a local file system an appending write is placed and copied
+//! under the inode's lock, so lines from different processes never
+//! interleave and none overwrites another, whatever their length (`PIPE_BUF`
+//! limits pipes, not files). Before each batch a process checks that its
+//! descriptor is still the file at the path (device and inode) and reopens
+//! it if not, so it notices a rotation by another process or by a tool.
 //!
-//! Limits: one `AccessLog` per file. The writer thread does not survive
-//! `fork`, so a pre-forking server opens the log in each worker, and workers
-//! sharing one file should not rotate it (`max_bytes` 0) or should each get
-//! a file of their own: two writers renaming the same file would race.
-//! External rotation by truncation (logrotate's `copytruncate`) confuses the
-//! size tracking; rename-based rotation by another tool would leave this
-//! writer appending to the renamed file until its own next rotation.
+//! **Rotation.** Before a write would push the file past `max_bytes`, the
+//! file is renamed to `FILE.1` (older ones shift up to `FILE.keep`, the
+//! oldest is deleted) and a fresh `FILE` is created. With rotation on, each
+//! batch is written under an exclusive `flock` on the log's directory, so
+//! one process at a time checks the inode, reads the size (`fstat`, since
+//! other processes append too), rotates and writes: no file passes
+//! `max_bytes` unless one line alone is longer, and rotation happens only
+//! between lines. The lock is taken through a descriptor opened for that
+//! batch: a `flock` belongs to the open file description, which `fork`
+//! shares, so a descriptor inherited from the parent would not exclude the
+//! parent. The directory rather than a lock file is locked so that no extra
+//! file appears beside the logs.
+//!
+//! **After `fork`.** Nothing to call. The child inherits a copy of the
+//! parent's unwritten lines; those are the parent's to write, so the
+//! child's first use of the log discards them (noticed through a
+//! [`ForkDetector`](sys::shm::ForkDetector) page, without a syscall). A
+//! child must [`flush`](AccessLog::flush) or [`close`](AccessLog::close)
+//! before it exits: `_exit` runs no destructor. Logging allocates and
+//! locks, so a child may log only if it may do that: forked from a process
+//! with one thread (a pre-forking master before it starts threads), or
+//! relying on glibc's `fork`, which leaves malloc usable in the child; and
+//! no other thread may be inside `log`, `flush` or `close` at the fork (the
+//! child would inherit that lock, or the rotation lock, held forever).
+//!
+//! Limits: a write cut short (disk full) may leave a partial line, which is
+//! cut off again only with rotation on (under the lock nobody else has
+//! appended since). External rotation by truncation (logrotate's
+//! `copytruncate`) is only noticed through the size; NFS gives `O_APPEND`
+//! no atomicity.
 //!
 //! Format choices: time in UTC (`+0000`); a 0-byte body logs as `-`, as
 //! Apache's `%b` in its own combined format does; a missing Referer or
@@ -41,11 +74,10 @@ use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use crate::http::{date, response::push_u64};
 use crate::sys;
@@ -53,75 +85,93 @@ use crate::sys;
 /// One response to log. Byte-slice fields are header values as received.
 #[derive(Debug, Clone)]
 pub struct Entry<'a> {
+    /// The client's address.
     pub remote: Ipv4Addr,
+    /// When the response was sent, in seconds since the Unix epoch.
     pub unix_time: i64,
+    /// The request method, as received.
     pub method: &'a str,
+    /// The request target, as received.
     pub target: &'a str,
+    /// The protocol of the request line (`HTTP/1.1`).
     pub protocol: &'a str,
+    /// The response status code.
     pub status: u16,
+    /// Body bytes sent (0 logs as `-`).
     pub body_bytes: u64,
+    /// The Referer header, if any.
     pub referer: Option<&'a [u8]>,
+    /// The User-Agent header, if any.
     pub user_agent: Option<&'a [u8]>,
 }
 
 /// Permissions of log files (readable by log tooling, as nginx's are).
 const FILE_MODE: u32 = 0o644;
 
-/// When the writer wakes, and how much memory the buffer may hold.
+/// When a logging thread writes, and how much memory the buffer may hold.
 #[derive(Debug, Clone, Copy)]
 struct Tuning {
-    /// Wake the writer early once this much is buffered.
+    /// Write once this much is buffered.
     threshold: usize,
-    /// `log` waits while this much is buffered.
+    /// `log` writes (waiting for another writer if need be) at this much.
     cap: usize,
-    /// Write whatever is buffered at least this often.
-    interval: Duration,
+    /// Write when the oldest buffered line is this old (milliseconds).
+    interval_ms: u64,
 }
 
 impl Default for Tuning {
     fn default() -> Self {
         Tuning {
-            threshold: 64 * 1024,
-            cap: 8 * 1024 * 1024,
-            interval: Duration::from_millis(100),
+            threshold: 32 * 1024,
+            cap: 1024 * 1024,
+            interval_ms: 200,
         }
     }
 }
 
-/// A running access log. `Send + Sync`: share it by reference or `Arc`.
+/// An open access log. `Send + Sync`: share it by reference or `Arc`, and
+/// keep using it in a forked child (see the module docs).
 pub struct AccessLog {
-    shared: Arc<Shared>,
-    writer: Mutex<Option<JoinHandle<Option<io::Error>>>>,
-    path: PathBuf,
-}
-
-struct Shared {
-    state: Mutex<State>,
-    /// Signalled when the buffer passes the threshold or on close.
-    wake_writer: Condvar,
-    /// Signalled when the writer has taken the buffer (room for `log`).
-    room: Condvar,
+    pending: Mutex<Pending>,
+    /// The file; held by the one thread of this process that is writing.
+    out: Mutex<Output>,
+    /// Tells a forked child to drop the parent's unwritten lines.
+    fork: sys::shm::ForkDetector,
     tuning: Tuning,
     dropped: AtomicU64,
     write_errors: AtomicU64,
     stalls: AtomicU64,
+    path: PathBuf,
 }
 
+/// Lines logged in this process and not yet taken by a writer.
 #[derive(Default)]
-struct State {
+struct Pending {
     buf: Vec<u8>,
-    /// Set by `close` (or a dying writer): no more lines are accepted.
-    closing: bool,
+    /// When the oldest line in `buf` was logged (monotonic milliseconds).
+    since_ms: u64,
+    /// Set by `close`: no more lines are accepted.
+    closed: bool,
+}
+
+/// Whether a `log` call should write the buffer before returning.
+enum Urge {
+    /// Not yet.
+    No,
+    /// Yes, unless another thread of this process is writing already.
+    IfIdle,
+    /// Yes: the buffer is at its cap.
+    Must,
 }
 
 impl AccessLog {
-    /// Open `path` for appending (creating it) and start the writer thread.
-    /// `max_bytes` of 0 never rotates. `keep` rotated files are kept; with
-    /// `keep` 0 a full file is simply deleted and a fresh one started, so
-    /// only the newest lines (at most `max_bytes`) remain.
+    /// Open `path` for appending (creating it). `max_bytes` of 0 never
+    /// rotates. `keep` rotated files are kept; with `keep` 0 a full file is
+    /// simply deleted and a fresh one started, so only the newest lines (at
+    /// most `max_bytes`) remain.
     ///
-    /// The file is opened here, on the caller's thread, so a bad path fails
-    /// at startup with a message naming it.
+    /// Opened here, on the caller's thread, so a bad path fails at startup
+    /// with a message naming it.
     pub fn open(path: &Path, max_bytes: u64, keep: usize) -> io::Result<AccessLog> {
         AccessLog::open_tuned(path, max_bytes, keep, Tuning::default())
     }
@@ -133,31 +183,23 @@ impl AccessLog {
         tuning: Tuning,
     ) -> io::Result<AccessLog> {
         let out = Output::open(path, max_bytes, keep)?;
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
-            wake_writer: Condvar::new(),
-            room: Condvar::new(),
+        Ok(AccessLog {
+            pending: Mutex::new(Pending::default()),
+            out: Mutex::new(out),
+            fork: sys::shm::ForkDetector::new()?,
             tuning,
             dropped: AtomicU64::new(0),
             write_errors: AtomicU64::new(0),
             stalls: AtomicU64::new(0),
-        });
-        let for_writer = shared.clone();
-        let handle = std::thread::Builder::new()
-            .name("access-log".into())
-            .spawn(move || run_writer(for_writer, out))?;
-        Ok(AccessLog {
-            shared,
-            writer: Mutex::new(Some(handle)),
             path: path.to_path_buf(),
         })
     }
 
     /// Log one response. Formats the line on the caller's thread and
-    /// appends it to the buffer; never touches the file. Waits only if the
-    /// buffer is full (see the module docs). After [`close`](Self::close)
-    /// the line is dropped and counted in [`dropped`](Self::dropped): a
-    /// request finishing during shutdown must not panic or block.
+    /// appends it to the buffer; writes the buffer if it is due (see the
+    /// module docs). After [`close`](Self::close) the line is dropped and
+    /// counted in [`dropped`](Self::dropped): a request finishing during
+    /// shutdown must not panic or block.
     pub fn log(&self, e: &Entry<'_>) {
         LINE.with(|line| {
             let mut line = line.borrow_mut();
@@ -168,50 +210,100 @@ impl AccessLog {
     }
 
     fn push(&self, line: &[u8]) {
-        let sh = &*self.shared;
-        let mut st = lock(&sh.state);
-        if st.buf.len() >= sh.tuning.cap && !st.closing {
-            sh.stalls.fetch_add(1, Relaxed);
-            while st.buf.len() >= sh.tuning.cap && !st.closing {
-                // The writer may be waiting for its timer: the buffer is
-                // full, so it has work now.
-                sh.wake_writer.notify_one();
-                st = sh.room.wait(st).unwrap_or_else(|e| e.into_inner());
+        let now = sys::time::monotonic_ms_coarse();
+        let t = self.tuning;
+        let urge = {
+            let mut p = self.pending();
+            if p.closed {
+                self.dropped.fetch_add(1, Relaxed);
+                return;
             }
-        }
-        if st.closing {
-            sh.dropped.fetch_add(1, Relaxed);
-            return;
-        }
-        let before = st.buf.len();
-        st.buf.extend_from_slice(line);
-        if before < sh.tuning.threshold && st.buf.len() >= sh.tuning.threshold {
-            sh.wake_writer.notify_one();
+            if p.buf.is_empty() {
+                p.since_ms = now;
+            }
+            p.buf.extend_from_slice(line);
+            if p.buf.len() >= t.cap {
+                Urge::Must
+            } else if p.buf.len() >= t.threshold || now.saturating_sub(p.since_ms) >= t.interval_ms
+            {
+                Urge::IfIdle
+            } else {
+                Urge::No
+            }
+        };
+        match urge {
+            Urge::No => {}
+            Urge::IfIdle => {
+                let mut out = match self.out.try_lock() {
+                    Ok(out) => out,
+                    Err(TryLockError::Poisoned(e)) => e.into_inner(),
+                    // The writer will not take this line; the next `log`
+                    // past the threshold, or a `flush`, will.
+                    Err(TryLockError::WouldBlock) => return,
+                };
+                self.write_pending(&mut out);
+            }
+            Urge::Must => {
+                self.stalls.fetch_add(1, Relaxed);
+                self.write_pending(&mut lock(&self.out));
+            }
         }
     }
 
-    /// Write everything logged before this call, then stop and join the
-    /// writer. Idempotent: later calls (and `Drop`) return `Ok(())`, after
-    /// waiting for a close still in progress on another thread.
+    /// Write every line logged before this call (waiting for a write in
+    /// progress on another thread). Cheap when nothing is buffered: one
+    /// uncontended lock. Drivers call it before they block waiting for
+    /// work, at shutdown, and in a forked child before it exits. Failures
+    /// are counted and reported like those of `log`.
+    pub fn flush(&self) {
+        if self.pending().buf.is_empty() {
+            return;
+        }
+        self.write_pending(&mut lock(&self.out));
+    }
+
+    /// Take the buffer and write it; `out` is held throughout, so batches
+    /// reach the file in the order they were taken.
+    fn write_pending(&self, out: &mut Output) {
+        {
+            let mut p = self.pending();
+            if p.buf.is_empty() {
+                return;
+            }
+            std::mem::swap(&mut p.buf, &mut out.spare);
+        }
+        let batch = std::mem::take(&mut out.spare);
+        out.write_batch(&batch, &self.write_errors);
+        out.spare = batch;
+        out.spare.clear();
+        // Give back what a burst made the buffer grow to.
+        out.spare
+            .shrink_to(self.tuning.threshold.saturating_mul(2).min(self.tuning.cap));
+    }
+
+    /// The pending lines, locked; in a forked child, first emptied of the
+    /// copy of the parent's lines, which the parent writes.
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        let mut p = lock(&self.pending);
+        if self.fork.forked() {
+            p.buf.clear();
+        }
+        p
+    }
+
+    /// Write everything logged before this call and stop accepting lines.
+    /// Idempotent: later calls (and `Drop`) return `Ok(())`, after waiting
+    /// for a close still in progress on another thread.
     /// Returns an error if any write failed during the log's lifetime; the
     /// first one was also reported on stderr when it happened.
     pub fn close(&self) -> io::Result<()> {
-        // Held until the writer is joined, so a concurrent `close` returns
-        // only once everything is written.
-        let mut writer = lock(&self.writer);
-        let Some(handle) = writer.take() else {
+        // `out` first, so a second `close` waits until the first has written.
+        let mut out = lock(&self.out);
+        if std::mem::replace(&mut self.pending().closed, true) {
             return Ok(());
-        };
-        lock(&self.shared.state).closing = true;
-        self.shared.wake_writer.notify_one();
-        self.shared.room.notify_all();
-        let first = handle.join().map_err(|_| {
-            io::Error::other(format!(
-                "access log {}: writer panicked",
-                self.path.display()
-            ))
-        })?;
-        match first {
+        }
+        self.write_pending(&mut out);
+        match out.first_error.take() {
             None => Ok(()),
             Some(e) => Err(io::Error::new(
                 e.kind(),
@@ -226,18 +318,20 @@ impl AccessLog {
 
     /// Lines refused because the log was closed.
     pub fn dropped(&self) -> u64 {
-        self.shared.dropped.load(Relaxed)
+        self.dropped.load(Relaxed)
     }
 
-    /// Calls to `log` that had to wait for the writer because the buffer
-    /// was full: a sign the disk cannot keep up.
+    /// Calls to `log` that found the buffer at its cap and had to write it
+    /// (or wait for another thread's write) first: a sign the disk cannot
+    /// keep up. Counted per process.
     pub fn stalls(&self) -> u64 {
-        self.shared.stalls.load(Relaxed)
+        self.stalls.load(Relaxed)
     }
 
-    /// Failed writes or rotations so far (each reported or counted, never fatal).
+    /// Failed writes or rotations so far in this process (each reported or
+    /// counted, never fatal).
     pub fn write_errors(&self) -> u64 {
-        self.shared.write_errors.load(Relaxed)
+        self.write_errors.load(Relaxed)
     }
 }
 
@@ -252,61 +346,28 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The writer thread: take the buffer, write it, until closed. Returns the
-/// first write error, if any.
-fn run_writer(shared: Arc<Shared>, mut out: Output) -> Option<io::Error> {
-    /// Whatever ends this thread, even a panic, stops `log` from waiting
-    /// for room that would never come.
-    struct Closer<'a>(&'a Shared);
-    impl Drop for Closer<'_> {
-        fn drop(&mut self) {
-            lock(&self.0.state).closing = true;
-            self.0.room.notify_all();
-        }
-    }
-    let _closer = Closer(&shared);
-    let t = shared.tuning;
-    let mut spare = Vec::new();
-    let mut st = lock(&shared.state);
-    loop {
-        // Sleep only while there is no reason to write: below the threshold,
-        // and below the cap (where a stalled `log` may already have sent its
-        // wake-up while this thread was busy writing).
-        if st.buf.len() < t.threshold.min(t.cap) && !st.closing {
-            st = shared
-                .wake_writer
-                .wait_timeout(st, t.interval)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        std::mem::swap(&mut st.buf, &mut spare);
-        let closing = st.closing;
-        drop(st);
-        shared.room.notify_all();
-        if !spare.is_empty() {
-            out.write_lines(&spare, &shared.write_errors);
-            spare.clear();
-            // Give back what a burst made the buffer grow to.
-            spare.shrink_to(t.threshold.saturating_mul(2));
-        }
-        if closing {
-            return out.first_error.take();
-        }
-        st = lock(&shared.state);
-    }
-}
+/// A file's identity: device and inode.
+type FileId = (u64, u64);
 
-/// The open log file and its rotation, owned by the writer thread.
+/// The open log file and its rotation, used by one thread at a time.
 struct Output {
     /// The log's directory: rotation renames relative to it.
     dir: OwnedFd,
+    /// The directory's canonical path, to open a descriptor to lock.
+    dir_path: PathBuf,
     base: Vec<u8>,
+    /// Where the log is (canonical directory), to check its identity.
     path: PathBuf,
     file: File,
-    /// Bytes in `file`, tracked rather than asked for before every write.
+    /// `file`'s identity when opened.
+    id: FileId,
+    /// Bytes in `file`: read under the lock before each batch, then
+    /// tracked while writing it.
     size: u64,
     max_bytes: u64,
     keep: usize,
+    /// The buffer being written, kept to be swapped in as the next one.
+    spare: Vec<u8>,
     first_error: Option<io::Error>,
 }
 
@@ -337,24 +398,89 @@ impl Output {
                 context(e)
             }
         })?;
+        let dir_path = parent.canonicalize().map_err(context)?;
         let file = sys::fs::open_append_at(dir.as_raw_fd(), &sys::fs::cstring(&base)?, FILE_MODE)
             .map_err(context)?;
-        let size = file.metadata().map_err(context)?.len();
+        let meta = file.metadata().map_err(context)?;
         Ok(Output {
             dir,
+            path: dir_path.join(path.file_name().unwrap_or_default()),
+            dir_path,
             base,
-            path: path.to_path_buf(),
             file,
-            size,
+            id: (meta.dev(), meta.ino()),
+            size: meta.len(),
             max_bytes,
             keep,
+            spare: Vec::new(),
             first_error: None,
         })
     }
 
+    /// Write a batch of whole lines. Without rotation: one appending write,
+    /// after reopening the file if it was moved. With rotation: the same
+    /// under the directory lock, with the size read fresh, splitting the
+    /// batch between lines where a rotation is due.
+    fn write_batch(&mut self, data: &[u8], errors: &AtomicU64) {
+        let locked = if self.max_bytes == 0 {
+            None
+        } else {
+            // Failing to lock (the directory is gone?) loses no line: the
+            // batch is written anyway, with only this process's view of
+            // the size.
+            match lock_dir(&self.dir_path) {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    self.failed(e, errors);
+                    None
+                }
+            }
+        };
+        if let Err(e) = self.reopen_if_moved() {
+            self.failed(e, errors);
+        }
+        if self.max_bytes == 0 {
+            if let Err(e) = self.append(data, false) {
+                self.failed(e, errors);
+            }
+            return;
+        }
+        match self.file.metadata() {
+            Ok(m) => self.size = m.len(),
+            Err(e) => self.failed(e, errors),
+        }
+        self.write_lines(data, locked.is_some(), errors);
+    }
+
+    /// Reopen the path if it no longer names the file we hold (another
+    /// process rotated it, or a tool moved or deleted it).
+    fn reopen_if_moved(&mut self) -> io::Result<()> {
+        match std::fs::metadata(&self.path) {
+            Ok(m) if (m.dev(), m.ino()) == self.id => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        self.reopen()
+    }
+
+    fn reopen(&mut self) -> io::Result<()> {
+        let file = sys::fs::open_append_at(
+            self.dir.as_raw_fd(),
+            &sys::fs::cstring(&self.base)?,
+            FILE_MODE,
+        )?;
+        let meta = file.metadata()?;
+        self.file = file;
+        self.id = (meta.dev(), meta.ino());
+        self.size = meta.len();
+        Ok(())
+    }
+
     /// Write whole lines, rotating between lines so that no file passes
-    /// `max_bytes` unless one line alone is longer.
-    fn write_lines(&mut self, mut data: &[u8], errors: &AtomicU64) {
+    /// `max_bytes` unless one line alone is longer. `locked`: no other
+    /// process writes meanwhile (it may cut off a partial write).
+    fn write_lines(&mut self, mut data: &[u8], locked: bool, errors: &AtomicU64) {
         while !data.is_empty() {
             let n = self.fitting(data);
             if n == 0 {
@@ -363,13 +489,13 @@ impl Output {
                     self.failed(e, errors);
                 }
                 // Rotated or not, the file counts as fresh: the line goes
-                // out now, and a failed rotation is retried only after
-                // another `max_bytes`.
+                // out now, and a failed rotation is retried with the next
+                // batch.
                 self.size = 0;
                 continue;
             }
             let (part, rest) = data.split_at(n);
-            if let Err(e) = self.append(part) {
+            if let Err(e) = self.append(part, locked) {
                 self.failed(e, errors);
             }
             data = rest;
@@ -400,17 +526,19 @@ impl Output {
         whole
     }
 
-    /// Append `part`. On failure, cut off what was partially appended so
-    /// the file still ends with a whole line (only if the file grew: after
-    /// an outside truncation there is nothing of ours to cut).
-    fn append(&mut self, part: &[u8]) -> io::Result<()> {
-        match self.file.write_all(part) {
+    /// Append `part` in one `write(2)` (a second only if the first is cut
+    /// short, which on a local file means the disk is full). On failure
+    /// under the lock, cut off what was partially appended so the file
+    /// still ends with a whole line (only if the file grew: after an
+    /// outside truncation there is nothing of ours to cut).
+    fn append(&mut self, part: &[u8], locked: bool) -> io::Result<()> {
+        match (&self.file).write_all(part) {
             Ok(()) => {
                 self.size += part.len() as u64;
                 Ok(())
             }
             Err(e) => {
-                if self.file.metadata().is_ok_and(|m| m.len() > self.size) {
+                if locked && self.file.metadata().is_ok_and(|m| m.len() > self.size) {
                     let _ = self.file.set_len(self.size);
                 }
                 Err(e)
@@ -421,6 +549,7 @@ impl Output {
     /// `FILE.keep` deleted, `FILE.i` → `FILE.i+1`, `FILE` → `FILE.1`, a new
     /// `FILE` opened. With `keep` 0, `FILE` is deleted instead. If the new
     /// file cannot be opened, writing goes on into the old (renamed) one.
+    /// Called under the directory lock.
     fn rotate(&mut self) -> io::Result<()> {
         let dir = self.dir.as_raw_fd();
         let current = sys::fs::cstring(&self.base)?;
@@ -438,9 +567,7 @@ impl Output {
             }
             sys::fs::rename_at(dir, &current, &self.numbered(1)?, false)?;
         }
-        self.file = sys::fs::open_append_at(dir, &current, FILE_MODE)?;
-        self.size = 0;
-        Ok(())
+        self.reopen()
     }
 
     fn numbered(&self, i: usize) -> io::Result<CString> {
@@ -451,17 +578,25 @@ impl Output {
     }
 
     /// Count a failure; report the first on stderr (a full disk would
-    /// otherwise flood it with one message per flush).
+    /// otherwise flood it with one message per batch).
     fn failed(&mut self, e: io::Error, errors: &AtomicU64) {
         errors.fetch_add(1, Relaxed);
         if self.first_error.is_none() {
             eprintln!(
-                "access log {}: {e} (lines are lost; later errors are only counted)",
+                "access log {}: {e} (lines may be lost; later errors are only counted)",
                 self.path.display()
             );
             self.first_error = Some(e);
         }
     }
+}
+
+/// An exclusive `flock` on the directory `dir`, through a descriptor of
+/// its own (see the module docs); released when it is dropped.
+fn lock_dir(dir: &Path) -> io::Result<OwnedFd> {
+    let fd = sys::fs::open_dir(dir)?;
+    sys::fs::flock(fd.as_raw_fd(), sys::fs::Lock::Exclusive)?;
+    Ok(fd)
 }
 
 fn ignore_missing(r: io::Result<()>) -> io::Result<()> {
@@ -624,8 +759,8 @@ mod tests {
         let errors = AtomicU64::new(0);
         // 4 + 4 fit in 10; the third line starts a new file; the long line
         // gets a file of its own.
-        out.write_lines(b"aaa\nbbb\nccc\n", &errors);
-        out.write_lines(b"0123456789abcdef\nz\n", &errors);
+        out.write_batch(b"aaa\nbbb\nccc\n", &errors);
+        out.write_batch(b"0123456789abcdef\nz\n", &errors);
         let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
         assert_eq!(read("log.3"), "aaa\nbbb\n");
         assert_eq!(read("log.2"), "ccc\n");
@@ -639,7 +774,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("log"), b"old line\n").unwrap();
         let mut out = output(dir.path(), 12, 1);
-        out.write_lines(b"new\n", &AtomicU64::new(0));
+        out.write_batch(b"new\n", &AtomicU64::new(0));
         assert_eq!(
             std::fs::read(dir.path().join("log.1")).unwrap(),
             b"old line\n"
@@ -651,12 +786,13 @@ mod tests {
     fn backpressure_keeps_every_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        // The writer never wakes by threshold or timer here: only loggers
-        // stalled on the full buffer wake it, so stalls are certain.
+        // Nothing is written by threshold or age here: only loggers that
+        // find the buffer at its cap write, so stalls are certain and the
+        // buffer never holds much more than the cap.
         let tuning = Tuning {
             threshold: usize::MAX,
             cap: 1024,
-            interval: Duration::from_secs(3600),
+            interval_ms: u64::MAX,
         };
         let log = AccessLog::open_tuned(&path, 0, 0, tuning).unwrap();
         std::thread::scope(|s| {
@@ -664,15 +800,109 @@ mod tests {
                 s.spawn(|| {
                     for _ in 0..2_000 {
                         log.log(&entry("/plaintext", Some(b"t")));
+                        let held = lock(&log.pending).buf.capacity();
+                        assert!(held < 64 * 1024, "buffer grew to {held}");
                     }
                 });
             }
         });
+        // Lines below the cap wait for a flush.
+        let before = std::fs::read_to_string(&path).unwrap().lines().count();
+        assert!(before < 8_000 && before > 0, "{before}");
+        log.flush();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap().lines().count(),
+            8_000
+        );
         log.close().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 8_000);
         assert!(text.ends_with('\n'));
         assert_eq!(log.dropped(), 0);
         assert!(log.stalls() > 0);
+    }
+
+    #[test]
+    fn an_old_line_is_written_by_the_next_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let tuning = Tuning {
+            threshold: usize::MAX,
+            cap: usize::MAX,
+            interval_ms: 50,
+        };
+        let log = AccessLog::open_tuned(&path, 0, 0, tuning).unwrap();
+        log.log(&entry("/1", None));
+        assert_eq!(std::fs::read(&path).unwrap().len(), 0, "held back");
+        std::thread::sleep(std::time::Duration::from_millis(80));
+        log.log(&entry("/2", None));
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
+        log.close().unwrap();
+    }
+
+    #[test]
+    fn a_threshold_batch_goes_out_in_one_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let tuning = Tuning {
+            threshold: 1000,
+            cap: usize::MAX,
+            interval_ms: u64::MAX,
+        };
+        let log = AccessLog::open_tuned(&path, 0, 0, tuning).unwrap();
+        let len = line(&entry("/x", None)).len();
+        let mut logged = 0;
+        while std::fs::metadata(&path).unwrap().len() == 0 {
+            log.log(&entry("/x", None));
+            logged += 1;
+        }
+        assert_eq!(logged, 1000usize.div_ceil(len));
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len() as usize,
+            logged * len
+        );
+        log.close().unwrap();
+    }
+
+    #[test]
+    fn a_moved_file_is_noticed_and_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let log = AccessLog::open(&path, 0, 0).unwrap();
+        log.log(&entry("/before", None));
+        log.flush();
+        std::fs::rename(&path, dir.path().join("log.old")).unwrap();
+        log.log(&entry("/after", None));
+        log.close().unwrap();
+        let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+        assert!(read("log.old").contains("/before") && !read("log.old").contains("/after"));
+        assert!(read("log").contains("/after") && !read("log").contains("/before"));
+    }
+
+    #[test]
+    fn a_forked_child_writes_its_own_lines_not_the_parents() {
+        use crate::sys::process::{exit_immediately, fork, waitpid, Fork, WaitStatus};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let log = AccessLog::open(&path, 0, 0).unwrap();
+        log.log(&entry("/parent-before", None));
+        // SAFETY: the child logs (allocating, locking `log`'s own mutexes,
+        // which no other thread holds) and `_exit`s; glibc's fork leaves
+        // malloc usable in the child, and no other thread uses `log`.
+        match unsafe { fork() }.unwrap() {
+            Fork::Child => {
+                log.log(&entry("/child", None));
+                log.flush();
+                exit_immediately(if log.write_errors() == 0 { 0 } else { 1 });
+            }
+            Fork::Parent(pid) => {
+                assert_eq!(waitpid(pid).unwrap(), WaitStatus::Exited(0));
+            }
+        }
+        log.log(&entry("/parent-after", None));
+        log.close().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let targets: Vec<&str> = text.lines().map(|l| l.split(' ').nth(6).unwrap()).collect();
+        assert_eq!(targets, ["/child", "/parent-before", "/parent-after"]);
     }
 }
