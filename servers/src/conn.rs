@@ -655,7 +655,10 @@ mod tests {
         c.on_input(&ctx, &input, 2);
         let wire = drain(&mut c, &ctx, usize::MAX);
         assert_eq!(count(&wire, b"HTTP/1.1 200 OK"), 2);
-        let hello = wire.windows(13).position(|x| x == b"Hello, World!").unwrap();
+        let hello = wire
+            .windows(13)
+            .position(|x| x == b"Hello, World!")
+            .unwrap();
         let json = wire.windows(9).position(|x| x == b"{\"message").unwrap();
         assert!(hello < json, "responses leave in request order");
         assert!(c.has_partial_request());
@@ -709,12 +712,20 @@ mod tests {
         c.on_sent(&ctx, head_len, 1);
         assert!(matches!(
             c.to_send(),
-            Some(Chunk::File { offset: 2, len: 4, .. })
+            Some(Chunk::File {
+                offset: 2,
+                len: 4,
+                ..
+            })
         ));
         c.on_sent(&ctx, 1, 1);
         assert!(matches!(
             c.to_send(),
-            Some(Chunk::File { offset: 3, len: 3, .. })
+            Some(Chunk::File {
+                offset: 3,
+                len: 3,
+                ..
+            })
         ));
         assert_eq!(drain(&mut c, &ctx, usize::MAX), b"345");
         assert_eq!(c.next(), Next::Read);
@@ -755,7 +766,10 @@ mod tests {
         let wire = drain(&mut c, &ctx, usize::MAX);
         let slept = wire.windows(5).position(|x| x == b"slept").unwrap();
         let hello = wire.windows(5).position(|x| x == b"Hello").unwrap();
-        assert!(slept < hello, "the request behind the job is answered after it");
+        assert!(
+            slept < hello,
+            "the request behind the job is answered after it"
+        );
         assert_eq!(c.next(), Next::Read);
     }
 

@@ -16,7 +16,6 @@
 //!   only place with `unsafe` syscalls.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-pub mod access_log;
 pub mod app;
 pub mod config;
 pub mod conn;

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use servers::access_log::{AccessLog, Entry};
+use servers::app::access_log::{AccessLog, Entry};
 use servers::sys::process::{exit_immediately, fork, poll, Child, Fork, PollFd, WaitStatus};
 
 const CHILDREN: usize = 4;

@@ -71,7 +71,9 @@ fn sigterm_reaches_a_forked_child_blocked_in_a_syscall() {
         let _parked = shutdown.register_blocking_thread();
         let _ = servers::sys::io::write(std::os::fd::AsRawFd::as_raw_fd(&ready_write), b"r");
         let deadline_ms = 10_000;
-        let mut fds = [PollFd::readable(std::os::fd::AsRawFd::as_raw_fd(&quiet_read))];
+        let mut fds = [PollFd::readable(std::os::fd::AsRawFd::as_raw_fd(
+            &quiet_read,
+        ))];
         // Nothing is ever written to the pipe: only a signal ends the wait.
         match process::poll(&mut fds, deadline_ms) {
             Err(_) if shutdown.requested() => 0,
@@ -89,12 +91,22 @@ fn sigterm_reaches_a_forked_child_blocked_in_a_syscall() {
     process::kill(child.pid(), libc::SIGTERM).unwrap();
     let started = Instant::now();
     while !has_exited(&child) {
-        assert!(started.elapsed() < Duration::from_secs(20), "child never exited");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "child never exited"
+        );
         std::thread::sleep(Duration::from_millis(50));
         let _ = process::kill(child.pid(), libc::SIGUSR1);
     }
-    assert_eq!(child.reap().unwrap(), WaitStatus::Exited(0), "the child did not see SIGTERM");
-    assert!(!shutdown.requested(), "the parent's flag moved with the child's");
+    assert_eq!(
+        child.reap().unwrap(),
+        WaitStatus::Exited(0),
+        "the child did not see SIGTERM"
+    );
+    assert!(
+        !shutdown.requested(),
+        "the parent's flag moved with the child's"
+    );
 }
 
 /// Whether the child has exited (its pidfd is readable), without reaping it.

@@ -1195,6 +1195,9 @@ fn errors_display_their_status_and_reason() {
     assert_eq!(e.to_string(), "400 Bad Request: malformed request line");
     assert_eq!(
         Error::UnsupportedTransferCoding.to_string(),
-        format!("501 Not Implemented: {}", Error::UnsupportedTransferCoding.reason())
+        format!(
+            "501 Not Implemented: {}",
+            Error::UnsupportedTransferCoding.reason()
+        )
     );
 }

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::Arc;
 
-use servers::access_log::{AccessLog, Entry};
+use servers::app::access_log::{AccessLog, Entry};
 use servers::app::session::{set_cookie_header, Sessions};
 use servers::app::uploads::{is_disk_full, Lookup, Uploads, TEMP_PREFIX};
 use servers::sys::random;

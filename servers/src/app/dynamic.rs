@@ -53,7 +53,7 @@ pub struct UploadStream {
     /// The first write error; later body bytes are read and discarded so
     /// the response still follows the whole request.
     error: Option<std::io::Error>,
-    log: Option<(std::sync::Arc<crate::access_log::AccessLog>, OwnedEntry)>,
+    log: Option<(std::sync::Arc<super::access_log::AccessLog>, OwnedEntry)>,
 }
 
 impl UploadStream {

@@ -115,6 +115,8 @@ fn settle(fd: &OwnedFd, conn: &mut Conn, ctx: &Ctx<'_>) -> Next {
         // A blocking send returns only once everything is written (or the
         // connection broke, which `next` then says).
         let _ = send_queued(fd.as_fd(), conn, ctx, monotonic_ms_coarse());
+        // The thread may now block reading: log lines go out first.
+        ctx.app.flush_log();
         match conn.next() {
             Next::Wait | Next::Write => continue,
             next => return next,

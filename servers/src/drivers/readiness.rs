@@ -131,6 +131,7 @@ impl<'e> Loop<'_, 'e> {
         let mut drain_deadline = u64::MAX;
         let mut next_sweep = monotonic_ms_coarse() + SWEEP_MS;
         loop {
+            self.env.app.flush_log();
             let n = self.ep.wait(&mut events, SWEEP_MS as i32)?;
             let now = monotonic_ms_coarse();
             for ev in &events[..n] {
