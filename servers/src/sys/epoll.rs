@@ -38,9 +38,9 @@ impl Event {
 
     /// The token the descriptor was registered with.
     pub fn token(&self) -> u64 {
-        // Copied out: the struct is packed on some architectures.
-        let t = self.0.u64;
-        t
+        // Read by value: the struct is packed on some architectures, where
+        // a reference to the field would be unaligned.
+        self.0.u64
     }
 
     fn has(&self, bits: i32) -> bool {
