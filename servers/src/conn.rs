@@ -319,6 +319,11 @@ impl Conn {
         }
     }
 
+    /// A job is waiting to be taken with [`Conn::take_job`].
+    pub fn has_job(&self) -> bool {
+        matches!(self.phase, Phase::Waiting { job: Some(_), .. })
+    }
+
     /// The deferred response came back: queue it and answer what was
     /// pipelined behind it.
     pub fn on_job_done(&mut self, ctx: &Ctx<'_>, done: Finished, now_ms: u64) {

@@ -452,6 +452,7 @@ fn main_cases() -> Vec<(&'static str, MainCase)> {
         ("vhost_hostile_hosts_never_outside_root", vhost_hostile),
         // Last: on a server that breaks on them the cases above still ran.
         ("sleep_with_a_request_pipelined_behind_it", sleep_pipelined),
+        ("two_sleeps_pipelined_then_plaintext", two_sleeps_pipelined),
         (
             "cgi_client_gone_script_still_killed_and_reaped",
             cgi_client_gone,
@@ -714,6 +715,40 @@ fn sleep_pipelined(ctx: &Ctx) {
         });
         r.expect_status(200, "GET /plaintext pipelined behind a /sleep")
             .expect_body(b"Hello, World!", "GET /plaintext pipelined behind a /sleep");
+    }
+}
+
+/// Two blocking jobs pipelined back to back, then a plain request: each job
+/// runs in turn (inline or on a pool) and the answers keep request order.
+fn two_sleeps_pipelined(ctx: &Ctx) {
+    if ctx.v.cannot(Limit::NoKeepAlive) {
+        skip(
+            ctx.v,
+            "two_sleeps_pipelined_then_plaintext",
+            "Limit::NoKeepAlive",
+        );
+        return;
+    }
+    let mut c = ctx.conn();
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let reqs = [
+        get_req("/sleep?ms=20"),
+        get_req("/sleep?ms=10"),
+        get_req("/plaintext"),
+    ]
+    .concat();
+    c.send(&reqs);
+    for (what, body) in [
+        ("GET /sleep?ms=20", &b"slept 20 ms\n"[..]),
+        ("GET /sleep?ms=10 pipelined behind it", b"slept 10 ms\n"),
+        ("GET /plaintext pipelined behind both", b"Hello, World!"),
+    ] {
+        let r = c
+            .try_read_response(false)
+            .unwrap_or_else(|e| panic!("{what}: no response ({e})"));
+        r.expect_status(200, what).expect_body(body, what);
     }
 }
 

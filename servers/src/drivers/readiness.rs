@@ -228,6 +228,8 @@ impl<'e> Loop<'_, 'e> {
                 // A job's response or a drained backlog may have made room
                 // for input the socket still holds (no new edge will come).
                 Next::Read if slot.read_pending => read = true,
+                // The requests answered after a job included another job.
+                Next::Wait if slot.conn.has_job() => read = false,
                 next => break next,
             }
         };
