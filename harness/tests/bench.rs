@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use harness::bench::nginx;
-use harness::bench::schema::{BenchRow, SummaryRow};
+use harness::rig::nginx;
+use harness::schema::{BenchRow, SummaryRow};
 
 /// Hang guard for one sweep (they take seconds).
 const LIMIT: Duration = Duration::from_secs(180);
@@ -280,7 +280,7 @@ fn nginx_template_passes_nginx_t() {
         return;
     };
     let root = tempfile::tempdir().unwrap();
-    let as_root = harness::bench::process::is_root();
+    let as_root = harness::rig::process::is_root();
     let settings = nginx::Settings {
         port: support::dead_port(),
         root: root.path(),
@@ -288,7 +288,7 @@ fn nginx_template_passes_nginx_t() {
         cpus: &[0],
         min_connections: 1200 + 256,
         max_nofile: (!as_root)
-            .then(|| harness::bench::process::raise_nofile_limit().map_or(1024, |(_, hard)| hard)),
+            .then(|| harness::rig::process::raise_nofile_limit().map_or(1024, |(_, hard)| hard)),
         as_root,
     };
     let prefix = nginx::Prefix::create(nginx::TEMPLATE, &settings).unwrap();

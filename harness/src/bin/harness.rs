@@ -8,11 +8,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use harness::bench::{self, cli::BenchArgs, process, sweep};
+use harness::bench::{self, cli::BenchArgs, sweep};
+use harness::format::thousands;
 use harness::profile::cli::{ProfileArgs, Request};
 use harness::profile::perf::Perf;
 use harness::profile::{session, summary};
 use harness::report;
+use harness::rig::process;
 
 /// Benchmarks for the server variants: sweeps, reports and perf profiles.
 #[derive(Parser, Debug)]
@@ -127,7 +129,7 @@ fn profile_cmd(args: &ProfileArgs) -> anyhow::Result<ExitCode> {
                 p.user_pct,
                 p.kernel_pct,
                 p.syscalls.per_request(),
-                sweep::thousands(p.load_req_per_s)
+                thousands(p.load_req_per_s)
             );
         }
         println!("\nWrote:");
@@ -137,7 +139,6 @@ fn profile_cmd(args: &ProfileArgs) -> anyhow::Result<ExitCode> {
     }
     if plan.aggregate && !outcome.profiles.is_empty() && !outcome.interrupted {
         let missing: Vec<String> = plan
-            .bench
             .servers
             .iter()
             .filter(|s| !outcome.profiles.iter().any(|p| &p.variant == *s))

@@ -10,7 +10,7 @@ use std::path::Path;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::profile::classify::Bucket;
+use crate::schema::Bucket;
 
 use super::font;
 use super::plot::{io, page, text_style, with_legend, Area, GRID_BOLD, GRID_LIGHT, INK, MUTED};

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::process;
 use super::server::tail_of;
+use crate::format::wrk::parse_time_us;
 
 /// Which load generator drives the sweep.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -403,7 +404,7 @@ pub fn parse_wrk(text: &str) -> Result<Measured, String> {
         if in_dist {
             match w.as_slice() {
                 [p, v] if p.ends_with('%') => {
-                    let us = wrk_time_us(v);
+                    let us = parse_time_us(v);
                     match *p {
                         "50%" => m.p50_us = us.unwrap_or(0.0),
                         "90%" => m.p90_us = us.unwrap_or(0.0),
@@ -416,12 +417,12 @@ pub fn parse_wrk(text: &str) -> Result<Measured, String> {
             }
         }
         if w.first() == Some(&"Latency") && w.len() >= 4 {
-            m.max_us = wrk_time_us(w[3]).unwrap_or(0.0);
+            m.max_us = parse_time_us(w[3]).unwrap_or(0.0);
         } else if w.len() >= 5 && w[1] == "requests" && w[2] == "in" {
             m.requests = w[0]
                 .parse()
                 .map_err(|_| format!("bad request count in {t:?}"))?;
-            m.duration_s = wrk_time_us(w[3].trim_end_matches(','))
+            m.duration_s = parse_time_us(w[3].trim_end_matches(','))
                 .map(|us| us / 1e6)
                 .unwrap_or(0.0);
             seen_requests = true;
@@ -475,25 +476,6 @@ pub fn parse_wrk(text: &str) -> Result<Measured, String> {
     }
     m.p99_9_us = m.max_us;
     Ok(m)
-}
-
-/// wrk's time values (`631.00us`, `5.00ms`, `1.20s`, `2.00m`, `1.00h`) in µs.
-pub fn wrk_time_us(s: &str) -> Option<f64> {
-    let s = s.trim();
-    let (num, mult) = if let Some(n) = s.strip_suffix("us") {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix("ms") {
-        (n, 1e3)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1e6)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60e6)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3600e6)
-    } else {
-        return None;
-    };
-    num.parse::<f64>().ok().map(|v| v * mult)
 }
 
 #[cfg(test)]

@@ -6,9 +6,9 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use crate::bench::schema::{BenchRow, SummaryRow};
+use crate::catalog;
 
-use super::variants;
+use super::{BenchRow, SummaryRow};
 
 /// The identity of one point of the sweep.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -62,7 +62,7 @@ pub fn group(rows: &[BenchRow]) -> Vec<(PointKey, Vec<&BenchRow>)> {
     groups.sort_by(|(a, _), (b, _)| {
         workload_rank(&a.workload)
             .cmp(&workload_rank(&b.workload))
-            .then_with(|| variants::cmp(&a.variant, &b.variant))
+            .then_with(|| catalog::cmp(&a.variant, &b.variant))
             .then_with(|| a.connections.cmp(&b.connections))
             .then_with(|| a.client.cmp(&b.client))
     });
