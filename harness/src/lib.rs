@@ -37,6 +37,7 @@
 
 pub mod bench;
 pub mod catalog;
+pub mod compare;
 pub mod format;
 pub mod loadgen;
 pub mod machine;

@@ -345,3 +345,37 @@ fn nginx_runs_in_the_sweep_when_installed() {
     assert!(r.req_per_s > 0.0 && r.cpu_us_per_req > 0.0, "{r:?}");
     assert_eq!(r.errors_status, 0, "{r:?}");
 }
+
+#[test]
+fn compare_runs_one_build_against_itself() {
+    let epoll = support::variant_bin("epoll");
+    let dir = epoll.parent().unwrap().to_str().unwrap().to_string();
+    let csv = tempfile::tempdir().unwrap();
+    let csv_path = csv.path().join("compare.csv");
+    let o = harness(&[
+        "compare",
+        "--old-bin-dir",
+        &dir,
+        "--new-bin-dir",
+        &dir,
+        "--variant",
+        "epoll",
+        "--conns",
+        "50",
+        "--pairs",
+        "1",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+        "--no-nginx",
+        "--csv",
+        csv_path.to_str().unwrap(),
+    ]);
+    assert_eq!(o.code, Some(0), "{}", o.describe());
+    assert!(o.stdout.contains("new/old"), "{}", o.describe());
+    let text = fs::read_to_string(&csv_path).unwrap();
+    for want in ["old,50,1,", "new,50,1,", "old,50,median,", "new,50,median,"] {
+        assert!(text.contains(want), "{want:?} missing:\n{text}");
+    }
+}

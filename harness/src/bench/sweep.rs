@@ -7,18 +7,20 @@
 //! client and the server and ends the sweep with what was measured.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::catalog::{self, NGINX};
 use crate::format::{self, latency, minutes, thousands};
 use crate::machine::Machine;
-use crate::procfs::{self, Usage};
+use crate::procfs::Usage;
 use crate::rig::client::{Client, ClientError, ClientKind, Load, Measured};
 use crate::rig::launch::{check_workload, LaunchError, Launcher};
+use crate::rig::measure::{self, with_tail, RunError};
 use crate::rig::nginx;
-use crate::rig::process::{self, find_on_path};
+use crate::rig::process;
 use crate::rig::server::{Server, Stopped};
+use crate::rig::setup;
 use crate::rig::workload::{Docroot, Workload};
 use crate::schema::{BenchRow, RunInfo};
 
@@ -49,20 +51,10 @@ pub fn run(plan: &Plan) -> Result<Outcome, String> {
     fs::create_dir_all(&plan.out)
         .map_err(|e| format!("cannot create --out {}: {e}", plan.out.display()))?;
     let client_program = match plan.client {
-        ClientKind::Loadgen => {
-            let p = plan.bin_dir.join("loadgen");
-            if !p.is_file() {
-                return Err(format!(
-                    "loadgen not found at {}: build it with `cargo build --release -p harness` \
-                     (it is looked up next to the harness binary; --bin-dir changes where)",
-                    p.display()
-                ));
-            }
-            p
+        ClientKind::Loadgen => setup::loadgen_in(&plan.bin_dir)?,
+        ClientKind::Wrk => {
+            setup::wrk().map_err(|e| format!("{e}, or use the default --client loadgen"))?
         }
-        ClientKind::Wrk => find_on_path("wrk").ok_or(
-            "wrk not found: install it with `apt-get install wrk`, or use the default --client loadgen",
-        )?,
     };
     let (nofile, nofile_hard) = process::raise_nofile_limit().unwrap_or((1024, 1024));
     let needed = *plan.conns.iter().max().unwrap_or(&0) as u64 + 64;
@@ -124,7 +116,7 @@ pub fn run(plan: &Plan) -> Result<Outcome, String> {
         program: client_program,
         cpus: plan.placement.client_cpus.clone(),
         threads: plan.placement.client_threads(),
-        wrk_pipeline_script: wrk_pipeline_script(),
+        wrk_pipeline_script: setup::wrk_pipeline_script(),
     };
     let effective = Plan {
         servers: servers.clone(),
@@ -206,16 +198,6 @@ fn cpu_chart_connections(conns: &[u32]) -> u32 {
     let mut sorted = conns.to_vec();
     sorted.sort_unstable();
     sorted.get(sorted.len() / 2).copied().unwrap_or(0)
-}
-
-/// scripts/wrk-pipeline.lua, from the current directory or the source tree.
-fn wrk_pipeline_script() -> Option<PathBuf> {
-    let rel = Path::new("scripts/wrk-pipeline.lua");
-    let in_tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel);
-    [rel.to_path_buf(), in_tree]
-        .into_iter()
-        .find(|p| p.is_file())
-        .and_then(|p| p.canonicalize().ok())
 }
 
 struct Sweep<'a> {
@@ -414,49 +396,15 @@ impl Sweep<'_> {
         connections: u32,
         trial: u32,
     ) -> Result<(), Abandon> {
-        if process::interrupted() {
-            return Err(Abandon::Interrupted);
-        }
         let load = self.load(server, workload, connections, self.plan.duration);
-        let before = procfs::sample_tree(server.pid())
-            .map_err(|e| Abandon::Died(format!("reading /proc before the run: {e}")))?;
-        let started = Instant::now();
-        let result = self.client.run(&load, &self.scratch, "run");
-        let after = procfs::sample_tree(server.pid());
-        let died = !server.is_running();
-        let m = match result {
-            Err(ClientError::Interrupted) => return Err(Abandon::Interrupted),
-            Err(ClientError::Failed(msg)) if died => {
-                return Err(Abandon::Died(format!(
-                    "exited during the run at c={connections}; then the client failed: {}",
-                    msg.lines().next().unwrap_or("")
-                )))
-            }
-            Err(ClientError::Failed(msg)) => return Err(Abandon::RunFailed(msg)),
-            Ok(_) if died => {
-                return Err(Abandon::Died(format!(
-                    "exited during the run at c={connections} (after {:.1?})",
-                    started.elapsed()
-                )))
-            }
-            Ok(m) => m,
+        let sample = match measure::run(server, &self.client, &load, &self.scratch, "run") {
+            Ok(sample) => sample,
+            Err(RunError::Interrupted) => return Err(Abandon::Interrupted),
+            Err(RunError::Died(msg)) => return Err(Abandon::Died(msg)),
+            Err(RunError::Failed(msg)) => return Err(Abandon::RunFailed(msg)),
         };
-        let after =
-            after.map_err(|e| Abandon::Died(format!("reading /proc after the run: {e}")))?;
-        if m.requests == 0 {
-            return Err(Abandon::RunFailed(format!(
-                "no request completed (errors: {})",
-                m.errors.describe()
-            )));
-        }
-        let row = self.row(
-            name,
-            workload,
-            connections,
-            trial,
-            &m,
-            &after.since(&before),
-        );
+        let m = &sample.load;
+        let row = self.row(name, workload, connections, trial, m, &sample.server);
         self.done += 1;
         let errors = if m.errors.total() > 0 {
             format!(", errors: {}", m.errors.describe())
@@ -592,15 +540,6 @@ enum Abandon {
     Died(String),
     /// One run failed; the server is fine.
     RunFailed(String),
-}
-
-/// A message followed by the server's stderr tail, when there is one.
-fn with_tail(msg: String, tail: &str) -> String {
-    if tail.trim().is_empty() {
-        msg
-    } else {
-        format!("{msg}\n  server stderr:\n{}", tail.trim_end())
-    }
 }
 
 fn pipeline_note(w: Workload) -> String {

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use harness::bench::{self, cli::BenchArgs, sweep};
+use harness::compare::{self, cli::CompareArgs};
 use harness::format::thousands;
 use harness::profile::cli::{ProfileArgs, Request};
 use harness::profile::perf::Perf;
@@ -35,6 +36,23 @@ enum Command {
     /// bottleneck-migration chart across every variant and nginx.
     #[command(args_override_self = true)]
     Profile(ProfileArgs),
+    /// Two builds of one variant side by side (and nginx), alternating
+    /// loads: median CPU µs per request and req/s of each, new/old.
+    #[command(args_override_self = true)]
+    Compare(CompareArgs),
+    /// The variant catalog: name and model, one per line.
+    Variants(VariantsArgs),
+}
+
+/// `harness variants` options.
+#[derive(clap::Args, Debug)]
+struct VariantsArgs {
+    /// Print the names only
+    #[arg(long)]
+    names: bool,
+    /// Exit 2 with a message unless NAME is in the catalog (silent otherwise)
+    #[arg(long, value_name = "NAME")]
+    check: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -54,7 +72,104 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Compare(args) => match compare_cmd(&args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("harness compare: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Variants(args) => variants_cmd(&args),
     }
+}
+
+fn variants_cmd(args: &VariantsArgs) -> ExitCode {
+    use servers::variants::{find, names, VARIANTS};
+    if let Some(name) = &args.check {
+        if find(name).is_some() {
+            return ExitCode::SUCCESS;
+        }
+        let all: Vec<&str> = names().collect();
+        eprintln!("unknown variant '{name}': pick one of {}", all.join(" "));
+        return ExitCode::from(2);
+    }
+    let width = names().map(str::len).max().unwrap_or(0);
+    for v in VARIANTS {
+        if args.names {
+            println!("{}", v.name);
+        } else {
+            println!("{:<width$}  {}", v.name, v.model);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn compare_cmd(args: &CompareArgs) -> anyhow::Result<ExitCode> {
+    let plan = match args.plan(&process::allowed_cpus(), own_dir()?) {
+        Ok(p) => p,
+        Err(msg) => {
+            eprintln!("harness compare: {msg}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    process::install_interrupt_handler().context("installing the Ctrl-C handler")?;
+    let outcome = match compare::run(&plan) {
+        Ok(o) => o,
+        Err(msg) => {
+            eprintln!("harness compare: {msg}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    println!(
+        "\n{} old ({}) vs new ({}), medians of {} pair(s) of {} runs:",
+        plan.variant,
+        plan.old_bin_dir.display(),
+        plan.new_bin_dir.display(),
+        plan.pairs,
+        harness::format::duration(plan.duration)
+    );
+    print!("{}", compare::table(&outcome.rows, &plan.conns));
+    if let Some(path) = &plan.csv {
+        harness::report::csv::write_rows(path, &compare::csv_rows(&outcome.rows, &plan.conns))
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("CSV written to {}", path.display());
+    }
+    finish(
+        "compare",
+        &outcome.notes,
+        &outcome.failures,
+        outcome.interrupted,
+    )
+}
+
+/// The end of a run: notes, failures, and the exit code they make.
+fn finish(
+    cmd: &str,
+    notes: &[String],
+    failures: &[String],
+    interrupted: bool,
+) -> anyhow::Result<ExitCode> {
+    if !notes.is_empty() {
+        eprintln!("\nNotes:");
+        for n in notes {
+            eprintln!("  - {n}");
+        }
+    }
+    if !failures.is_empty() {
+        eprintln!("\n{} run(s) failed:", failures.len());
+        for f in failures {
+            eprintln!("  - {}", f.trim_end().replace('\n', "\n    "));
+        }
+    }
+    if interrupted {
+        eprintln!("harness {cmd}: interrupted; every server it started is stopped");
+        return Ok(ExitCode::from(130));
+    }
+    Ok(if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// The directory of this binary, where loadgen (and by default the servers) live.

@@ -21,6 +21,7 @@ use crate::machine::Machine;
 use crate::procfs::{self, Usage};
 use crate::rig::client::{Client, ClientError, ClientKind, Load, Measured};
 use crate::rig::launch::{check_workload, LaunchError, Launcher};
+use crate::rig::measure::with_tail;
 use crate::rig::nginx;
 use crate::rig::process;
 use crate::rig::server::{tail_of, Server, Stopped};
@@ -779,14 +780,5 @@ fn client_failure(name: &str, e: ClientError) -> Stop {
     match e {
         ClientError::Interrupted => Stop::Interrupted,
         ClientError::Failed(msg) => Stop::Failed(format!("{name}: the load did not start: {msg}")),
-    }
-}
-
-/// A message followed by the server's stderr tail, when there is one.
-fn with_tail(msg: String, tail: &str) -> String {
-    if tail.trim().is_empty() {
-        msg
-    } else {
-        format!("{msg}\n  server stderr:\n{}", tail.trim_end())
     }
 }
