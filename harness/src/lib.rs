@@ -46,3 +46,4 @@ pub mod profile;
 pub mod report;
 pub mod rig;
 pub mod schema;
+pub mod versus;

@@ -16,6 +16,7 @@ use harness::profile::perf::Perf;
 use harness::profile::{session, summary};
 use harness::report;
 use harness::rig::process;
+use harness::versus::{self, clients::VsWrkArgs, nginx::VsNginxArgs};
 
 /// Benchmarks for the server variants: sweeps, reports and perf profiles.
 #[derive(Parser, Debug)]
@@ -42,6 +43,14 @@ enum Command {
     Compare(CompareArgs),
     /// The variant catalog: name and model, one per line.
     Variants(VariantsArgs),
+    /// wrk -t1 against each variant and nginx, pinned apart: req/s,
+    /// latency, CPU and syscalls per request, ratios to nginx.
+    #[command(name = "bench-vs-nginx", args_override_self = true)]
+    BenchVsNginx(VsNginxArgs),
+    /// loadgen and wrk alternating against one nginx: req/s and CPU per
+    /// request of each client.
+    #[command(name = "loadgen-vs-wrk", args_override_self = true)]
+    LoadgenVsWrk(VsWrkArgs),
 }
 
 /// `harness variants` options.
@@ -80,6 +89,35 @@ fn main() -> ExitCode {
             }
         },
         Command::Variants(args) => variants_cmd(&args),
+        Command::BenchVsNginx(args) => {
+            versus_cmd("bench-vs-nginx", |dir| versus::nginx::run(&args, dir))
+        }
+        Command::LoadgenVsWrk(args) => {
+            versus_cmd("loadgen-vs-wrk", |dir| versus::clients::run(&args, dir))
+        }
+    }
+}
+
+/// The edge of the two head-to-head benchmarks: Ctrl-C handler, the
+/// message of a run that cannot start, the exit code.
+fn versus_cmd(cmd: &str, run: impl FnOnce(&std::path::Path) -> Result<u8, String>) -> ExitCode {
+    let prepared = own_dir().and_then(|dir| {
+        process::install_interrupt_handler().context("installing the Ctrl-C handler")?;
+        Ok(dir)
+    });
+    let dir = match prepared {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("harness {cmd}: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    match run(&dir) {
+        Ok(code) => ExitCode::from(code),
+        Err(msg) => {
+            eprintln!("harness {cmd}: error: {msg}");
+            ExitCode::from(1)
+        }
     }
 }
 

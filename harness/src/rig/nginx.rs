@@ -2,7 +2,7 @@
 //! into a throwaway prefix, and build its command lines (DESIGN §6).
 //!
 //! The template's placeholders (`@PREFIX@`, `@PORT@`, `@ROOT@`, `@WORKERS@`,
-//! `@USER@`) are shared with `scripts/bench-vs-nginx`; what only this runner
+//! `@USER@`) are the template's own contract; what only this runner
 //! needs is done by editing the rendered lines instead (CPU affinity, the
 //! connection and file limits), so the template stays valid for both.
 
