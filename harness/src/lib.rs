@@ -1,3 +1,5 @@
+#![warn(missing_docs)]
+
 //! The measuring side: `loadgen` (a wrk-compatible load generator), the
 //! bench runner (`bench`, `report`), perf profiling (`profile`) and the
 //! side-by-side comparisons (`compare`, `versus`).

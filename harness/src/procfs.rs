@@ -19,7 +19,9 @@ pub struct Usage {
     pub user_s: f64,
     /// System CPU time, seconds.
     pub system_s: f64,
+    /// Voluntary context switches (blocking, waiting), summed over every thread.
     pub voluntary_ctxt: u64,
+    /// Involuntary context switches (preempted), summed over every thread.
     pub involuntary_ctxt: u64,
     /// Peak resident set size (VmHWM), summed over the tree's processes, KiB.
     pub peak_rss_kib: u64,

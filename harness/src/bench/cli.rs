@@ -13,13 +13,21 @@ use crate::rig::cpus::{CpuArgs, Placement};
 use crate::rig::process::allowed_cpus;
 use crate::rig::workload::Workload;
 
+/// Connection counts of the full sweep: from light load past the knee of the small machines.
 pub const DEFAULT_CONNS: [u32; 6] = [50, 100, 200, 400, 800, 1200];
+/// Trials per point of the full sweep: enough for a median.
 pub const DEFAULT_TRIALS: u32 = 3;
+/// Length of a measured run of the full sweep.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(5);
+/// Warm-up after each server start of the full sweep.
 pub const DEFAULT_WARMUP: Duration = Duration::from_secs(2);
+/// `--quick`'s connection counts: one light, one heavy.
 pub const QUICK_CONNS: [u32; 2] = [50, 400];
+/// `--quick`'s trials per point.
 pub const QUICK_TRIALS: u32 = 1;
+/// `--quick`'s run length.
 pub const QUICK_DURATION: Duration = Duration::from_millis(1500);
+/// `--quick`'s warm-up.
 pub const QUICK_WARMUP: Duration = Duration::from_millis(500);
 
 /// Start-up, stop and client start/finish per run, seconds: what the
@@ -95,6 +103,7 @@ fn variants_help() -> String {
 #[command(after_help = after_help())]
 pub struct BenchArgs {
     #[arg(long, value_name = "LIST", value_delimiter = ',', help = variants_help())]
+    /// Servers to measure (the help text is built from the catalog).
     pub variants: Option<Vec<String>>,
     /// Connection counts [default: 50,100,200,400,800,1200; --quick: 50,400]
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
@@ -140,19 +149,27 @@ pub struct BenchArgs {
 pub struct Plan {
     /// In order; `nginx` among them when included.
     pub servers: Vec<String>,
+    /// Connection counts, in the order they are measured.
     pub conns: Vec<u32>,
+    /// Runs per point: medians need several.
     pub trials: u32,
+    /// Length of each measured run.
     pub duration: Duration,
     /// Warm-up after each server start.
     pub warmup: Duration,
     /// Warm-up before each connection count.
     pub point_warmup: Duration,
+    /// Workloads, each a separate group of runs per server.
     pub workloads: Vec<Workload>,
+    /// Which load generator drives the runs.
     pub client: ClientKind,
     /// Where servers and clients run, and the thread override.
     pub placement: Placement,
+    /// Where the report files go.
     pub out: PathBuf,
+    /// Where the variants' binaries and loadgen are.
     pub bin_dir: PathBuf,
+    /// `--quick`: recorded in the settings, so a smoke run is never mistaken for a sweep.
     pub quick: bool,
     /// Things worth saying before starting (e.g. overlapping CPUs).
     pub warnings: Vec<String>,

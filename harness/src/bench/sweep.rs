@@ -28,6 +28,7 @@ use super::cli::Plan;
 
 /// What a sweep produced.
 pub struct Outcome {
+    /// Every measured run, in the order they ran.
     pub rows: Vec<BenchRow>,
     /// One message per failure (a server that could not start or died, a
     /// failed run), stderr tails included.

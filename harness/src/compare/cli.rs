@@ -39,6 +39,7 @@ pub struct CompareArgs {
     #[arg(long, value_name = "DIR")]
     pub new_bin_dir: Option<PathBuf>,
     #[arg(long, value_name = "V", help = variant_help())]
+    /// The variant compared (the help text is built from the catalog).
     pub variant: String,
     /// Connection counts
     #[arg(

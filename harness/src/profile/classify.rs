@@ -39,14 +39,18 @@ pub use crate::schema::Bucket;
 /// One row of the rule table.
 #[derive(Debug)]
 pub struct Rule {
+    /// The bucket a matching frame decides.
     pub bucket: Bucket,
+    /// Frame name patterns (`name` or `prefix*`).
     pub patterns: &'static [&'static str],
 }
 
 /// A group of pass-through helpers and why they never decide.
 #[derive(Debug)]
 pub struct PassThrough {
+    /// Why these frames are skipped.
     pub why: &'static str,
+    /// Frame name patterns (`name` or `prefix*`).
     pub patterns: &'static [&'static str],
 }
 
@@ -353,7 +357,9 @@ pub fn user_bucket(leaf: &str) -> Bucket {
 /// out of frames or ended at user space with nothing matched).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
+    /// The sample's bucket.
     pub bucket: Bucket,
+    /// The frame whose rule decided it (None: fell through to a default).
     pub decided_by: Option<String>,
 }
 
@@ -366,6 +372,7 @@ pub struct Classifier {
 }
 
 impl Classifier {
+    /// A classifier with the rule table compiled for lookup.
     pub fn new() -> Classifier {
         Classifier::default()
     }
@@ -443,12 +450,14 @@ const ENTRY_FRAMES: [&str; 8] = [
 pub struct Breakdown {
     /// Samples per bucket, indexed like [`Bucket::ALL`].
     pub counts: [u64; 11],
+    /// Samples classified.
     pub total: u64,
     /// Self samples per leaf frame (`name [k]` for kernel frames).
     pub leaves: HashMap<String, u64>,
     /// Samples with user frames, and those whose user stack reaches the
     /// program's or a thread's entry (a measure of how well the unwinder did).
     pub with_user_frames: u64,
+    /// Samples whose user stack reaches the program's or a thread's entry.
     pub complete_user_stacks: u64,
     /// Samples per (bucket, frame that decided it); for the catch-all and
     /// user samples the leaf frame. Shows a reader which rules carry the
@@ -514,6 +523,7 @@ impl Breakdown {
         }
     }
 
+    /// Samples in `bucket`.
     pub fn count(&self, bucket: Bucket) -> u64 {
         Bucket::ALL
             .iter()

@@ -13,9 +13,13 @@ use crate::rig::cpus::{CpuArgs, Placement};
 use crate::rig::process::allowed_cpus;
 use crate::rig::workload::Workload;
 
+/// Connections of the load: past the knee on small machines, below overload.
 pub const DEFAULT_CONNS: u32 = 400;
+/// Length of the recording.
 pub const DEFAULT_DURATION: &str = "10s";
+/// Load before the recording starts.
 pub const DEFAULT_WARMUP: &str = "2s";
+/// Length of the syscall count's load.
 pub const DEFAULT_SYSCALL_DURATION: &str = "3s";
 
 /// Where the frame-pointer build of the servers goes, relative to cargo's
@@ -67,6 +71,7 @@ Examples:
 #[command(after_help = AFTER_HELP)]
 pub struct ProfileArgs {
     #[arg(long = "variant", value_name = "V", value_delimiter = ',', help = variant_help())]
+    /// Servers to profile (the help text is built from the catalog).
     pub variants: Vec<String>,
     /// Every variant in architecture order, then nginx, and the aggregate
     /// files (buckets.csv, bottleneck-migration.png, summary.md section)
@@ -122,25 +127,40 @@ pub struct ProfilePlan {
     pub placement: Placement,
     /// Where the variants' binaries are.
     pub bin_dir: PathBuf,
+    /// Load before the recording.
     pub warmup: Duration,
+    /// Length of the recording.
     pub record: Duration,
+    /// Length of the syscall count's load.
     pub syscall_window: Duration,
+    /// The request.
     pub workload: Workload,
+    /// Connections of the load.
     pub connections: u32,
+    /// Where the per-server profiles go.
     pub out: PathBuf,
+    /// Where the chart and summary.md go.
     pub results: PathBuf,
     /// Write the aggregate files (`--all`).
     pub aggregate: bool,
     /// The load generator (next to the harness binary).
     pub loadgen: PathBuf,
+    /// Things worth saying before starting.
     pub warnings: Vec<String>,
 }
 
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Request {
+    /// Profile these servers.
     Profile(Box<ProfilePlan>),
-    Replot { out: PathBuf, results: PathBuf },
+    /// Only redraw the combined files from the profiles on disk.
+    Replot {
+        /// Where the per-server profiles are.
+        out: PathBuf,
+        /// Where the chart and summary.md go.
+        results: PathBuf,
+    },
 }
 
 /// `<target>/frame-pointers/release` for a harness binary in
@@ -156,6 +176,7 @@ impl ProfileArgs {
         self.request_on(&allowed_cpus(), harness_dir)
     }
 
+    /// [`ProfileArgs::request`] for a process allowed on `cpus` (unit-testable).
     pub fn request_on(&self, cpus: &[usize], harness_dir: &Path) -> Result<Request, String> {
         if self.replot {
             return Ok(Request::Replot {

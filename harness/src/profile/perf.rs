@@ -48,6 +48,7 @@ impl std::error::Error for PerfError {}
 /// A usable perf.
 #[derive(Debug, Clone)]
 pub struct Perf {
+    /// The perf binary.
     pub program: PathBuf,
     /// `perf version 6.1.192`
     pub version: String,
@@ -83,6 +84,7 @@ impl Perf {
         })
     }
 
+    /// A perf command line to add arguments to.
     pub fn command(&self) -> Command {
         Command::new(&self.program)
     }
@@ -156,6 +158,7 @@ fn stderr_of(out: &Output) -> String {
 /// What decides whether perf may profile the kernel.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Privileges {
+    /// The effective uid.
     pub uid: u32,
     /// Root, or CAP_PERFMON / CAP_SYS_ADMIN in the effective set.
     pub privileged: bool,
@@ -169,6 +172,7 @@ pub struct Privileges {
 }
 
 impl Privileges {
+    /// Read the privileges of this process.
     pub fn detect() -> Privileges {
         let read = |p: &str| {
             fs::read_to_string(p)

@@ -46,11 +46,13 @@ const REPORT_PERCENT_LIMIT: &str = "0.3";
 
 /// What a run produced.
 pub struct Outcome {
+    /// One profile per server that succeeded.
     pub profiles: Vec<VariantProfile>,
     /// One message per server that failed (stderr tails included).
     pub failures: Vec<String>,
     /// Skipped servers and warnings worth repeating at the end.
     pub notes: Vec<String>,
+    /// Ctrl-C ended the run early.
     pub interrupted: bool,
 }
 

@@ -25,10 +25,13 @@ use super::VariantProfile;
 /// One row of `buckets.csv`: one bucket of one server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BucketRow {
+    /// The server.
     pub variant: String,
+    /// The bucket's name.
     pub bucket: String,
     /// `user` or `kernel`.
     pub space: String,
+    /// Samples in the bucket.
     pub samples: u64,
     /// Percent of the server's samples.
     pub share_pct: f64,
@@ -55,6 +58,7 @@ fn round4(x: f64) -> f64 {
     (x * 1e4).round() / 1e4
 }
 
+/// Write `rows` as buckets.csv.
 pub fn write_buckets_csv(path: &Path, rows: &[BucketRow]) -> io::Result<()> {
     let mut w = csv::Writer::from_path(path).map_err(|e| in_file(path, e.into()))?;
     for r in rows {
@@ -63,6 +67,7 @@ pub fn write_buckets_csv(path: &Path, rows: &[BucketRow]) -> io::Result<()> {
     w.flush().map_err(|e| in_file(path, e))
 }
 
+/// Read a buckets.csv written by [`write_buckets_csv`].
 pub fn read_buckets_csv(path: &Path) -> io::Result<Vec<BucketRow>> {
     let mut r = csv::Reader::from_path(path).map_err(|e| in_file(path, e.into()))?;
     r.deserialize()

@@ -20,8 +20,11 @@ use super::RunInfo;
 /// second line under its name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MigrationBar {
+    /// The server's name under its bar.
     pub variant: String,
+    /// Share of the samples per bucket, percent.
     pub shares: Vec<(Bucket, f64)>,
+    /// A second line under the name (e.g. syscalls per request).
     pub caption: Option<String>,
 }
 

@@ -6,6 +6,7 @@
 /// First and last line of the profile section of summary.md.
 pub const BEGIN: &str =
     "<!-- profile:begin (written by `harness profile --all`; edits here are overwritten) -->";
+/// Last line of the profile section of summary.md.
 pub const END: &str = "<!-- profile:end -->";
 
 /// `old` with its profile section replaced by `section` (which must

@@ -25,6 +25,7 @@ pub enum ClientKind {
 }
 
 impl ClientKind {
+    /// The name in the results and on the command line.
     pub fn name(self) -> &'static str {
         match self {
             ClientKind::Loadgen => "loadgen",
@@ -36,8 +37,11 @@ impl ClientKind {
 /// The client program and where it runs.
 #[derive(Debug, Clone)]
 pub struct Client {
+    /// loadgen or wrk: decides the command line and how the result is read.
     pub kind: ClientKind,
+    /// The binary.
     pub program: PathBuf,
+    /// Where it is pinned: never the server's CPUs.
     pub cpus: Vec<usize>,
     /// `-t`: at most this many threads (never more than connections).
     pub threads: usize,
@@ -48,25 +52,35 @@ pub struct Client {
 /// One load: where, how many connections, how long, how deep a pipeline.
 #[derive(Debug, Clone)]
 pub struct Load {
+    /// The full URL requested.
     pub url: String,
+    /// Its path (wrk's pipeline script needs it apart).
     pub path: String,
+    /// Open connections.
     pub connections: u32,
+    /// Length of the load.
     pub duration: Duration,
+    /// Requests written back to back per connection (1 = no pipelining).
     pub pipeline: usize,
 }
 
 /// Error counts by kind (a request or connection counted once).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
 pub struct Errors {
+    /// Connections that could not be opened.
     pub connect: u64,
+    /// Reads that failed (resets included).
     pub read: u64,
+    /// Writes that failed.
     pub write: u64,
+    /// Requests without an answer in time.
     pub timeout: u64,
     /// Responses outside 200-399.
     pub status: u64,
 }
 
 impl Errors {
+    /// Every error, whatever its kind.
     pub fn total(&self) -> u64 {
         self.connect + self.read + self.write + self.timeout + self.status
     }
@@ -93,17 +107,26 @@ impl Errors {
 pub struct Measured {
     /// Completed responses (any status).
     pub requests: u64,
+    /// Measured length of the load, seconds.
     pub duration_s: f64,
+    /// Completed responses per second.
     pub req_per_s: f64,
+    /// Median latency, µs.
     pub p50_us: f64,
+    /// 90th percentile latency, µs.
     pub p90_us: f64,
+    /// 99th percentile latency, µs.
     pub p99_us: f64,
+    /// 99.9th percentile latency, µs.
     pub p99_9_us: f64,
+    /// Highest latency, µs.
     pub max_us: f64,
+    /// Failures by kind.
     pub errors: Errors,
 }
 
 #[derive(Debug)]
+/// Why a client run gave no measurement.
 pub enum ClientError {
     /// Ctrl-C during the run (the client was stopped).
     Interrupted,
@@ -236,6 +259,7 @@ pub struct RunningClient {
 }
 
 impl RunningClient {
+    /// The client's pid (perf and the profiler watch it).
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -22,6 +22,7 @@ pub struct CpuArgs {
     #[arg(long, value_name = "LIST")]
     pub client_cpus: Option<CpuList>,
     #[arg(long, value_name = "N", help = threads_help())]
+    /// `--threads` (the help text is built from the catalog).
     pub threads: Option<usize>,
 }
 

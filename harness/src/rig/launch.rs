@@ -43,7 +43,12 @@ pub enum LaunchError {
     /// Ctrl-C while waiting for it.
     Interrupted,
     /// It was started but never became ready: why, and its stderr tail.
-    Failed { why: String, tail: String },
+    Failed {
+        /// What went wrong.
+        why: String,
+        /// The end of its stderr, where the reason usually is.
+        tail: String,
+    },
 }
 
 /// A started server and, for nginx, the prefix directory its config lives

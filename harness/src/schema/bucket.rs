@@ -67,10 +67,12 @@ impl Bucket {
         }
     }
 
+    /// The bucket named `name` in a CSV file, if any.
     pub fn from_name(name: &str) -> Option<Bucket> {
         Bucket::ALL.into_iter().find(|b| b.name() == name)
     }
 
+    /// Whether the bucket's samples were taken in the kernel.
     pub fn is_kernel(self) -> bool {
         !matches!(self, Bucket::App | Bucket::LibcAlloc)
     }

@@ -13,13 +13,18 @@ use super::{BenchRow, SummaryRow};
 /// The identity of one point of the sweep.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PointKey {
+    /// The server.
     pub variant: String,
+    /// The workload.
     pub workload: String,
+    /// Connections.
     pub connections: u32,
+    /// The load generator (points driven by different clients are not merged).
     pub client: String,
 }
 
 impl PointKey {
+    /// The point a row belongs to.
     pub fn of(row: &BenchRow) -> PointKey {
         PointKey {
             variant: row.variant.clone(),
@@ -123,8 +128,11 @@ pub fn total_errors(row: &BenchRow) -> u64 {
 /// CPU microseconds per request of one trial.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CpuPerReq {
+    /// User + system CPU µs per request.
     pub total: f64,
+    /// User CPU µs per request.
     pub user: f64,
+    /// System CPU µs per request.
     pub system: f64,
 }
 

@@ -54,6 +54,7 @@ Needs wrk, nginx and (without --no-perf) perf.";
 #[command(after_help = AFTER_HELP)]
 pub struct VsNginxArgs {
     #[arg(value_name = "VARIANT", help = variants_help())]
+    /// Variants to measure (the help text is built from the catalog).
     pub variants: Vec<String>,
     /// Length of each measured wrk run (whole seconds)
     #[arg(long, value_name = "D", default_value = "10s", value_parser = parse_duration)]
