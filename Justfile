@@ -3,8 +3,6 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-variants := "blocking threadpool epoll epoll-threads"
-
 # List the recipes.
 default:
     @just --list
@@ -19,8 +17,19 @@ test:
 
 # Start one variant on 127.0.0.1:8080 (extra flags pass through, e.g. `just serve epoll --port 9000`).
 serve VARIANT *FLAGS: build
-    @case " {{variants}} " in *" {{VARIANT}} "*) ;; *) echo "unknown variant '{{VARIANT}}': pick one of {{variants}}" >&2; exit 2;; esac
+    @cargo build --release -q -p harness --bin harness
+    @./target/release/harness variants --check {{VARIANT}}
     ./target/release/{{VARIANT}} {{FLAGS}}
+
+# The variant catalog (servers/src/variants.rs): name and model, one per line.
+variants:
+    cargo build --release -q -p harness --bin harness
+    ./target/release/harness variants
+
+# Two builds of one variant side by side (old from DIR, new from this tree) with nginx; flags pass through (`harness compare --help`).
+compare OLD_BIN_DIR VARIANT *FLAGS:
+    cargo build --release -p servers -p harness --bins
+    ./target/release/harness compare --old-bin-dir {{OLD_BIN_DIR}} --variant {{VARIANT}} {{FLAGS}}
 
 # wrk against each variant and nginx, side by side (server on CPU 0, wrk -t1 on CPU 1); see scripts/bench-vs-nginx --help.
 bench-vs-nginx *ARGS:

@@ -7,14 +7,20 @@ use std::process::Command;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// The machine a result was measured on: every row and chart carries it, so numbers never travel without their context.
 pub struct Machine {
+    /// `/proc/cpuinfo`'s model name.
     pub cpu_model: String,
+    /// CPUs this process may use.
     pub cores: usize,
+    /// `uname -r`.
     pub kernel: String,
+    /// The short git revision of the tree the binaries came from (`unknown` outside a checkout).
     pub git_revision: String,
 }
 
 impl Machine {
+    /// Read the machine's description (before pinning: the core count is of the whole allowed set).
     pub fn detect() -> Machine {
         let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu_model = cpuinfo

@@ -19,7 +19,9 @@ pub struct Usage {
     pub user_s: f64,
     /// System CPU time, seconds.
     pub system_s: f64,
+    /// Voluntary context switches (blocking, waiting), summed over every thread.
     pub voluntary_ctxt: u64,
+    /// Involuntary context switches (preempted), summed over every thread.
     pub involuntary_ctxt: u64,
     /// Peak resident set size (VmHWM), summed over the tree's processes, KiB.
     pub peak_rss_kib: u64,
@@ -108,6 +110,52 @@ fn sample_process(pid: u32, tick: f64, children: &mut Vec<u32>) -> io::Result<Us
         }
     }
     Ok(u)
+}
+
+/// CPU seconds (user + system) of every child this process has reaped so
+/// far: the difference around one client run is the client's own CPU time
+/// (as bash's `times` gives it), since nothing else is reaped meanwhile.
+pub fn reaped_children_cpu_s() -> f64 {
+    // SAFETY: all-zero is a valid rusage.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is valid writable storage for the call.
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) } == -1 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(ru.ru_utime) + secs(ru.ru_stime)
+}
+
+/// (busy, total) jiffies of `cpu` from /proc/stat: two samples give how
+/// busy the CPU was in between, whoever kept it busy, so a run that shared
+/// its CPU with other work can be flagged.
+pub fn cpu_jiffies(cpu: usize) -> Option<(u64, u64)> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let name = format!("cpu{cpu}");
+    let line = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(&name))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if v.len() < 8 {
+        return None;
+    }
+    // user nice system idle iowait irq softirq steal (guest is in user)
+    let total: u64 = v.iter().sum();
+    Some((total - v[3] - v[4], total))
+}
+
+/// Percent of `cpu` busy between two [`cpu_jiffies`] samples.
+pub fn busy_pct(before: (u64, u64), after: (u64, u64)) -> f64 {
+    let total = after.1.saturating_sub(before.1);
+    if total == 0 {
+        return 0.0;
+    }
+    100.0 * after.0.saturating_sub(before.0) as f64 / total as f64
 }
 
 /// utime, stime, cutime, cstime (fields 14-17) from a /proc/PID/stat line.

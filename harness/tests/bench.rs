@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use harness::bench::nginx;
-use harness::bench::schema::{BenchRow, SummaryRow};
+use harness::rig::nginx;
+use harness::schema::{BenchRow, SummaryRow};
 
 /// Hang guard for one sweep (they take seconds).
 const LIMIT: Duration = Duration::from_secs(180);
@@ -280,7 +280,7 @@ fn nginx_template_passes_nginx_t() {
         return;
     };
     let root = tempfile::tempdir().unwrap();
-    let as_root = harness::bench::process::is_root();
+    let as_root = harness::rig::process::is_root();
     let settings = nginx::Settings {
         port: support::dead_port(),
         root: root.path(),
@@ -288,7 +288,7 @@ fn nginx_template_passes_nginx_t() {
         cpus: &[0],
         min_connections: 1200 + 256,
         max_nofile: (!as_root)
-            .then(|| harness::bench::process::raise_nofile_limit().map_or(1024, |(_, hard)| hard)),
+            .then(|| harness::rig::process::raise_nofile_limit().map_or(1024, |(_, hard)| hard)),
         as_root,
     };
     let prefix = nginx::Prefix::create(nginx::TEMPLATE, &settings).unwrap();
@@ -344,4 +344,38 @@ fn nginx_runs_in_the_sweep_when_installed() {
     );
     assert!(r.req_per_s > 0.0 && r.cpu_us_per_req > 0.0, "{r:?}");
     assert_eq!(r.errors_status, 0, "{r:?}");
+}
+
+#[test]
+fn compare_runs_one_build_against_itself() {
+    let epoll = support::variant_bin("epoll");
+    let dir = epoll.parent().unwrap().to_str().unwrap().to_string();
+    let csv = tempfile::tempdir().unwrap();
+    let csv_path = csv.path().join("compare.csv");
+    let o = harness(&[
+        "compare",
+        "--old-bin-dir",
+        &dir,
+        "--new-bin-dir",
+        &dir,
+        "--variant",
+        "epoll",
+        "--conns",
+        "50",
+        "--pairs",
+        "1",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+        "--no-nginx",
+        "--csv",
+        csv_path.to_str().unwrap(),
+    ]);
+    assert_eq!(o.code, Some(0), "{}", o.describe());
+    assert!(o.stdout.contains("new/old"), "{}", o.describe());
+    let text = fs::read_to_string(&csv_path).unwrap();
+    for want in ["old,50,1,", "new,50,1,", "old,50,median,", "new,50,median,"] {
+        assert!(text.contains(want), "{want:?} missing:\n{text}");
+    }
 }

@@ -6,9 +6,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use harness::bench::schema::{BenchRow, SummaryRow};
 use harness::machine::Machine;
 use harness::report::{write_all, RunInfo};
+use harness::schema::{BenchRow, SummaryRow};
 
 const VARIANTS: [&str; 4] = ["nginx", "epoll", "blocking", "threadpool"];
 const CONNECTIONS: [u32; 3] = [50, 200, 800];

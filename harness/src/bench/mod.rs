@@ -4,28 +4,18 @@
 //! - [`cli`]: the options and the plan they resolve to (defaults, `--quick`,
 //!   the CPU split);
 //! - [`sweep`]: the loop over servers × workloads × connection counts ×
-//!   trials, one [`schema::BenchRow`] per run;
-//! - [`launch`]: how each server is started (shared with `harness profile`);
-//! - [`server`]: a server under test as a pinned child process;
-//! - [`nginx`]: the reference server's config, rendered into a temp prefix;
-//! - [`client`]: loadgen or wrk, pinned, and what they measured;
-//! - [`workload`]: the requests and the shared docroot;
-//! - [`process`]: pinning, process groups, the Ctrl-C flag.
+//!   trials, one [`BenchRow`] per run.
 //!
-//! The report files themselves are written by [`crate::report`].
+//! Starting and measuring servers is [`crate::rig`]'s; the rows are
+//! [`crate::schema`]'s; the report files are written by [`crate::report`]
+//! (called by the binary, so the bench never depends on the report).
 
 pub mod cli;
-pub mod client;
-pub mod launch;
-pub mod nginx;
-pub mod process;
-pub mod schema;
-pub mod server;
 pub mod sweep;
-pub mod workload;
 
-use crate::report::summarize::summarize;
-use schema::BenchRow;
+use crate::format::{latency, thousands};
+use crate::schema::medians::summarize;
+use crate::schema::BenchRow;
 
 /// One line per point: medians over its trials (the same medians as
 /// `summary.csv`), as a fixed-width table printed at the end of a sweep.
@@ -40,9 +30,9 @@ pub fn summary_table(rows: &[BenchRow]) -> String {
             p.variant,
             p.workload,
             p.connections,
-            sweep::thousands(p.req_per_s),
-            sweep::latency(p.p50_us),
-            sweep::latency(p.p99_us),
+            thousands(p.req_per_s),
+            latency(p.p50_us),
+            latency(p.p99_us),
             p.cpu_us_per_req,
             p.errors,
         ));

@@ -6,28 +6,29 @@
 //! failed; a client run that fails costs that run only. Ctrl-C stops the
 //! client and the server and ends the sweep with what was measured.
 
-use std::env;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
+use crate::catalog::{self, NGINX};
+use crate::format::{self, latency, minutes, thousands};
 use crate::machine::Machine;
-use crate::procfs::{self, Usage};
-use crate::report::RunInfo;
+use crate::procfs::Usage;
+use crate::rig::client::{Client, ClientError, ClientKind, Load, Measured};
+use crate::rig::launch::{check_workload, LaunchError, Launcher};
+use crate::rig::measure::{self, with_tail, RunError};
+use crate::rig::nginx;
+use crate::rig::process;
+use crate::rig::server::{Server, Stopped};
+use crate::rig::setup;
+use crate::rig::workload::{Docroot, Workload};
+use crate::schema::{BenchRow, RunInfo};
 
-use super::cli::{format_duration, Plan, NGINX};
-use super::client::{Client, ClientError, ClientKind, Load, Measured};
-use super::launch::{
-    check_workload, LaunchError, Launcher, NGINX_KEEPALIVE_REQUESTS, NO_KEEPALIVE_CAP,
-};
-use super::nginx;
-use super::process::{self, format_cpus};
-use super::schema::BenchRow;
-use super::server::{Server, Stopped};
-use super::workload::{Docroot, Workload};
+use super::cli::Plan;
 
 /// What a sweep produced.
 pub struct Outcome {
+    /// Every measured run, in the order they ran.
     pub rows: Vec<BenchRow>,
     /// One message per failure (a server that could not start or died, a
     /// failed run), stderr tails included.
@@ -51,20 +52,10 @@ pub fn run(plan: &Plan) -> Result<Outcome, String> {
     fs::create_dir_all(&plan.out)
         .map_err(|e| format!("cannot create --out {}: {e}", plan.out.display()))?;
     let client_program = match plan.client {
-        ClientKind::Loadgen => {
-            let p = plan.bin_dir.join("loadgen");
-            if !p.is_file() {
-                return Err(format!(
-                    "loadgen not found at {}: build it with `cargo build --release -p harness` \
-                     (it is looked up next to the harness binary; --bin-dir changes where)",
-                    p.display()
-                ));
-            }
-            p
+        ClientKind::Loadgen => setup::loadgen_in(&plan.bin_dir)?,
+        ClientKind::Wrk => {
+            setup::wrk().map_err(|e| format!("{e}, or use the default --client loadgen"))?
         }
-        ClientKind::Wrk => find_on_path("wrk").ok_or(
-            "wrk not found: install it with `apt-get install wrk`, or use the default --client loadgen",
-        )?,
     };
     let (nofile, nofile_hard) = process::raise_nofile_limit().unwrap_or((1024, 1024));
     let needed = *plan.conns.iter().max().unwrap_or(&0) as u64 + 64;
@@ -113,7 +104,7 @@ pub fn run(plan: &Plan) -> Result<Outcome, String> {
     // Before pinning: it counts the CPUs this process may use.
     let machine = Machine::detect();
     // The runner itself stays off the server CPUs (it mostly sleeps).
-    let _ = servers::sys::affinity::pin_current_thread(&plan.client_cpus);
+    let _ = servers::sys::affinity::pin_current_thread(&plan.placement.client_cpus);
 
     let docroot = Docroot::create().map_err(|e| format!("creating the docroot: {e}"))?;
     let scratch = tempfile::Builder::new()
@@ -124,9 +115,9 @@ pub fn run(plan: &Plan) -> Result<Outcome, String> {
     let client = Client {
         kind: plan.client,
         program: client_program,
-        cpus: plan.client_cpus.clone(),
-        threads: plan.client_cpus.len(),
-        wrk_pipeline_script: wrk_pipeline_script(),
+        cpus: plan.placement.client_cpus.clone(),
+        threads: plan.placement.client_threads(),
+        wrk_pipeline_script: setup::wrk_pipeline_script(),
     };
     let effective = Plan {
         servers: servers.clone(),
@@ -139,16 +130,16 @@ pub fn run(plan: &Plan) -> Result<Outcome, String> {
         plan.workloads.len(),
         plan.conns.len(),
         plan.trials,
-        format_duration(plan.duration),
+        format::duration(plan.duration),
         minutes(effective.estimate()),
     );
     eprintln!(
-        "  servers on CPU(s) {} ({} thread(s) for the multi-threaded ones), {} -t {} on CPU(s) {}",
-        format_cpus(&plan.server_cpus),
-        plan.threads,
+        "  servers on CPU(s) {} (threads: {}), {} -t {} on CPU(s) {}",
+        format::cpus(&plan.placement.server_cpus),
+        plan.placement.threads_summary(),
         client.kind.name(),
         client.threads,
-        format_cpus(&plan.client_cpus)
+        format::cpus(&plan.placement.client_cpus)
     );
 
     let mut sweep = Sweep {
@@ -210,24 +201,6 @@ fn cpu_chart_connections(conns: &[u32]) -> u32 {
     sorted.get(sorted.len() / 2).copied().unwrap_or(0)
 }
 
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    env::var_os("PATH").and_then(|p| {
-        env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    })
-}
-
-/// scripts/wrk-pipeline.lua, from the current directory or the source tree.
-fn wrk_pipeline_script() -> Option<PathBuf> {
-    let rel = Path::new("scripts/wrk-pipeline.lua");
-    let in_tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel);
-    [rel.to_path_buf(), in_tree]
-        .into_iter()
-        .find(|p| p.is_file())
-        .and_then(|p| p.canonicalize().ok())
-}
-
 struct Sweep<'a> {
     plan: &'a Plan,
     machine: Machine,
@@ -268,7 +241,9 @@ impl Sweep<'_> {
         let tag = format!("{name}-{workload}");
 
         let launcher = Launcher {
-            plan,
+            placement: &plan.placement,
+            bin_dir: &plan.bin_dir,
+            max_conns: plan.conns.iter().copied().max().unwrap_or(1),
             docroot: self.docroot.path(),
             nginx_bin: self.nginx_bin.clone(),
             nofile_hard: self.nofile_hard,
@@ -292,13 +267,13 @@ impl Sweep<'_> {
             "{label}: pid {} on 127.0.0.1:{}, CPU(s) {}, {} thread(s)",
             server.pid(),
             server.port,
-            format_cpus(&plan.server_cpus),
-            plan.server_threads(name)
+            format::cpus(&plan.placement.server_cpus),
+            plan.placement.server_threads(name)
         );
-        if let Some(w) = server.check_affinity(&plan.server_cpus) {
+        if let Some(w) = server.check_affinity(&plan.placement.server_cpus) {
             eprintln!(
                 "warning: {label}: {w} (expected {})",
-                format_cpus(&plan.server_cpus)
+                format::cpus(&plan.placement.server_cpus)
             );
         }
         if let Err(why) = check_workload(&server, workload) {
@@ -422,49 +397,15 @@ impl Sweep<'_> {
         connections: u32,
         trial: u32,
     ) -> Result<(), Abandon> {
-        if process::interrupted() {
-            return Err(Abandon::Interrupted);
-        }
         let load = self.load(server, workload, connections, self.plan.duration);
-        let before = procfs::sample_tree(server.pid())
-            .map_err(|e| Abandon::Died(format!("reading /proc before the run: {e}")))?;
-        let started = Instant::now();
-        let result = self.client.run(&load, &self.scratch, "run");
-        let after = procfs::sample_tree(server.pid());
-        let died = !server.is_running();
-        let m = match result {
-            Err(ClientError::Interrupted) => return Err(Abandon::Interrupted),
-            Err(ClientError::Failed(msg)) if died => {
-                return Err(Abandon::Died(format!(
-                    "exited during the run at c={connections}; then the client failed: {}",
-                    msg.lines().next().unwrap_or("")
-                )))
-            }
-            Err(ClientError::Failed(msg)) => return Err(Abandon::RunFailed(msg)),
-            Ok(_) if died => {
-                return Err(Abandon::Died(format!(
-                    "exited during the run at c={connections} (after {:.1?})",
-                    started.elapsed()
-                )))
-            }
-            Ok(m) => m,
+        let sample = match measure::run(server, &self.client, &load, &self.scratch, "run") {
+            Ok(sample) => sample,
+            Err(RunError::Interrupted) => return Err(Abandon::Interrupted),
+            Err(RunError::Died(msg)) => return Err(Abandon::Died(msg)),
+            Err(RunError::Failed(msg)) => return Err(Abandon::RunFailed(msg)),
         };
-        let after =
-            after.map_err(|e| Abandon::Died(format!("reading /proc after the run: {e}")))?;
-        if m.requests == 0 {
-            return Err(Abandon::RunFailed(format!(
-                "no request completed (errors: {})",
-                m.errors.describe()
-            )));
-        }
-        let row = self.row(
-            name,
-            workload,
-            connections,
-            trial,
-            &m,
-            &after.since(&before),
-        );
+        let m = &sample.load;
+        let row = self.row(name, workload, connections, trial, m, &sample.server);
         self.done += 1;
         let errors = if m.errors.total() > 0 {
             format!(", errors: {}", m.errors.describe())
@@ -499,9 +440,9 @@ impl Sweep<'_> {
             connections,
             trial,
             client: self.client.kind.name().to_string(),
-            server_threads: self.plan.server_threads(name) as u32,
-            server_cpus: format_cpus(&self.plan.server_cpus),
-            client_cpus: format_cpus(&self.plan.client_cpus),
+            server_threads: self.plan.placement.server_threads(name) as u32,
+            server_cpus: format::cpus(&self.plan.placement.server_cpus),
+            client_cpus: format::cpus(&self.plan.placement.client_cpus),
             duration_s: m.duration_s,
             requests: m.requests,
             req_per_s: m.req_per_s,
@@ -540,24 +481,18 @@ impl Sweep<'_> {
         };
         let mut s: Vec<(String, String)> = vec![
             ("client".into(), client),
-            ("server CPUs".into(), format_cpus(&p.server_cpus)),
-            ("client CPUs".into(), format_cpus(&p.client_cpus)),
-            (
-                "server threads".into(),
-                format!(
-                    "{} (epoll-threads, nginx workers); threadpool: {} workers; blocking, epoll: 1 by design",
-                    p.threads, p.threadpool_workers
-                ),
-            ),
+            ("server CPUs".into(), format::cpus(&p.placement.server_cpus)),
+            ("client CPUs".into(), format::cpus(&p.placement.client_cpus)),
+            ("server threads".into(), p.placement.threads_summary()),
             ("connections".into(), join(&p.conns)),
             ("trials".into(), p.trials.to_string()),
-            ("duration".into(), format_duration(p.duration)),
+            ("duration".into(), format::duration(p.duration)),
             (
                 "warm-up".into(),
                 format!(
                     "{} per server start, {} per connection count",
-                    format_duration(p.warmup),
-                    format_duration(p.point_warmup)
+                    format::duration(p.warmup),
+                    format::duration(p.point_warmup)
                 ),
             ),
             (
@@ -568,17 +503,7 @@ impl Sweep<'_> {
                     .collect::<Vec<_>>()
                     .join(", "),
             ),
-            (
-                "keep-alive".into(),
-                format!(
-                    "no cap: epoll, epoll-threads (--keepalive-requests {NO_KEEPALIVE_CAP}), nginx ({NGINX_KEEPALIVE_REQUESTS})"
-                ),
-            ),
-            (
-                "keep-alive caps".into(),
-                "threadpool: its default (part of its model); blocking: 1 request per connection"
-                    .into(),
-            ),
+            ("keep-alive".into(), catalog::keep_alive_summary()),
             (
                 "open-file caching".into(),
                 "none: variants open each file per request (openat2); nginx open_file_cache off"
@@ -618,15 +543,6 @@ enum Abandon {
     RunFailed(String),
 }
 
-/// A message followed by the server's stderr tail, when there is one.
-fn with_tail(msg: String, tail: &str) -> String {
-    if tail.trim().is_empty() {
-        msg
-    } else {
-        format!("{msg}\n  server stderr:\n{}", tail.trim_end())
-    }
-}
-
 fn pipeline_note(w: Workload) -> String {
     if w.pipeline() > 1 {
         format!(", {} pipelined", w.pipeline())
@@ -639,56 +555,9 @@ fn join(v: &[u32]) -> String {
     v.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
 }
 
-/// `496 s` → `8m16s`; under a minute, `42s`.
-pub fn minutes(d: Duration) -> String {
-    let s = d.as_secs();
-    if s < 60 {
-        format!("{s}s")
-    } else {
-        format!("{}m{:02}s", s / 60, s % 60)
-    }
-}
-
-/// `98765.4` → `98,765`.
-pub fn thousands(x: f64) -> String {
-    let n = x.round().max(0.0) as u64;
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
-}
-
-/// Microseconds as `850 µs`, `3.2 ms` or `1.25 s`.
-pub fn latency(us: f64) -> String {
-    if us < 1000.0 {
-        format!("{us:.0} µs")
-    } else if us < 1e6 {
-        format!("{:.1} ms", us / 1e3)
-    } else {
-        format!("{:.2} s", us / 1e6)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbers_read_well() {
-        assert_eq!(thousands(98765.4), "98,765");
-        assert_eq!(thousands(999.0), "999");
-        assert_eq!(thousands(1_234_567.0), "1,234,567");
-        assert_eq!(latency(850.0), "850 µs");
-        assert_eq!(latency(3210.0), "3.2 ms");
-        assert_eq!(latency(1_250_000.0), "1.25 s");
-        assert_eq!(minutes(Duration::from_secs(496)), "8m16s");
-        assert_eq!(minutes(Duration::from_secs(42)), "42s");
-    }
 
     #[test]
     fn cpu_chart_point() {

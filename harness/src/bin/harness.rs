@@ -8,11 +8,15 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use harness::bench::{self, cli::BenchArgs, process, sweep};
+use harness::bench::{self, cli::BenchArgs, sweep};
+use harness::compare::{self, cli::CompareArgs};
+use harness::format::thousands;
 use harness::profile::cli::{ProfileArgs, Request};
 use harness::profile::perf::Perf;
 use harness::profile::{session, summary};
 use harness::report;
+use harness::rig::process;
+use harness::versus::{self, clients::VsWrkArgs, nginx::VsNginxArgs};
 
 /// Benchmarks for the server variants: sweeps, reports and perf profiles.
 #[derive(Parser, Debug)]
@@ -33,6 +37,31 @@ enum Command {
     /// bottleneck-migration chart across every variant and nginx.
     #[command(args_override_self = true)]
     Profile(ProfileArgs),
+    /// Two builds of one variant side by side (and nginx), alternating
+    /// loads: median CPU µs per request and req/s of each, new/old.
+    #[command(args_override_self = true)]
+    Compare(CompareArgs),
+    /// The variant catalog: name and model, one per line.
+    Variants(VariantsArgs),
+    /// wrk -t1 against each variant and nginx, pinned apart: req/s,
+    /// latency, CPU and syscalls per request, ratios to nginx.
+    #[command(name = "bench-vs-nginx", args_override_self = true)]
+    BenchVsNginx(VsNginxArgs),
+    /// loadgen and wrk alternating against one nginx: req/s and CPU per
+    /// request of each client.
+    #[command(name = "loadgen-vs-wrk", args_override_self = true)]
+    LoadgenVsWrk(VsWrkArgs),
+}
+
+/// `harness variants` options.
+#[derive(clap::Args, Debug)]
+struct VariantsArgs {
+    /// Print the names only
+    #[arg(long)]
+    names: bool,
+    /// Exit 2 with a message unless NAME is in the catalog (silent otherwise)
+    #[arg(long, value_name = "NAME")]
+    check: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -52,7 +81,133 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Compare(args) => match compare_cmd(&args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("harness compare: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Variants(args) => variants_cmd(&args),
+        Command::BenchVsNginx(args) => {
+            versus_cmd("bench-vs-nginx", |dir| versus::nginx::run(&args, dir))
+        }
+        Command::LoadgenVsWrk(args) => {
+            versus_cmd("loadgen-vs-wrk", |dir| versus::clients::run(&args, dir))
+        }
     }
+}
+
+/// The edge of the two head-to-head benchmarks: Ctrl-C handler, the
+/// message of a run that cannot start, the exit code.
+fn versus_cmd(cmd: &str, run: impl FnOnce(&std::path::Path) -> Result<u8, String>) -> ExitCode {
+    let prepared = own_dir().and_then(|dir| {
+        process::install_interrupt_handler().context("installing the Ctrl-C handler")?;
+        Ok(dir)
+    });
+    let dir = match prepared {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("harness {cmd}: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    match run(&dir) {
+        Ok(code) => ExitCode::from(code),
+        Err(msg) => {
+            eprintln!("harness {cmd}: error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn variants_cmd(args: &VariantsArgs) -> ExitCode {
+    use servers::variants::{find, names, VARIANTS};
+    if let Some(name) = &args.check {
+        if find(name).is_some() {
+            return ExitCode::SUCCESS;
+        }
+        let all: Vec<&str> = names().collect();
+        eprintln!("unknown variant '{name}': pick one of {}", all.join(" "));
+        return ExitCode::from(2);
+    }
+    let width = names().map(str::len).max().unwrap_or(0);
+    for v in VARIANTS {
+        if args.names {
+            println!("{}", v.name);
+        } else {
+            println!("{:<width$}  {}", v.name, v.model);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn compare_cmd(args: &CompareArgs) -> anyhow::Result<ExitCode> {
+    let plan = match args.plan(&process::allowed_cpus(), own_dir()?) {
+        Ok(p) => p,
+        Err(msg) => {
+            eprintln!("harness compare: {msg}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    process::install_interrupt_handler().context("installing the Ctrl-C handler")?;
+    let outcome = match compare::run(&plan) {
+        Ok(o) => o,
+        Err(msg) => {
+            eprintln!("harness compare: {msg}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    println!(
+        "\n{} old ({}) vs new ({}), medians of {} pair(s) of {} runs:",
+        plan.variant,
+        plan.old_bin_dir.display(),
+        plan.new_bin_dir.display(),
+        plan.pairs,
+        harness::format::duration(plan.duration)
+    );
+    print!("{}", compare::table(&outcome.rows, &plan.conns));
+    if let Some(path) = &plan.csv {
+        harness::report::csv::write_rows(path, &compare::csv_rows(&outcome.rows, &plan.conns))
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("CSV written to {}", path.display());
+    }
+    finish(
+        "compare",
+        &outcome.notes,
+        &outcome.failures,
+        outcome.interrupted,
+    )
+}
+
+/// The end of a run: notes, failures, and the exit code they make.
+fn finish(
+    cmd: &str,
+    notes: &[String],
+    failures: &[String],
+    interrupted: bool,
+) -> anyhow::Result<ExitCode> {
+    if !notes.is_empty() {
+        eprintln!("\nNotes:");
+        for n in notes {
+            eprintln!("  - {n}");
+        }
+    }
+    if !failures.is_empty() {
+        eprintln!("\n{} run(s) failed:", failures.len());
+        for f in failures {
+            eprintln!("  - {}", f.trim_end().replace('\n', "\n    "));
+        }
+    }
+    if interrupted {
+        eprintln!("harness {cmd}: interrupted; every server it started is stopped");
+        return Ok(ExitCode::from(130));
+    }
+    Ok(if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// The directory of this binary, where loadgen (and by default the servers) live.
@@ -127,7 +282,7 @@ fn profile_cmd(args: &ProfileArgs) -> anyhow::Result<ExitCode> {
                 p.user_pct,
                 p.kernel_pct,
                 p.syscalls.per_request(),
-                sweep::thousands(p.load_req_per_s)
+                thousands(p.load_req_per_s)
             );
         }
         println!("\nWrote:");
@@ -137,7 +292,6 @@ fn profile_cmd(args: &ProfileArgs) -> anyhow::Result<ExitCode> {
     }
     if plan.aggregate && !outcome.profiles.is_empty() && !outcome.interrupted {
         let missing: Vec<String> = plan
-            .bench
             .servers
             .iter()
             .filter(|s| !outcome.profiles.iter().any(|p| &p.variant == *s))

@@ -82,23 +82,35 @@ struct Args {
 pub struct Config {
     /// The URL as the user wrote it (for the report).
     pub url: String,
+    /// Where to connect and what to ask for.
     pub target: Target,
+    /// `-t`: one epoll loop per thread.
     pub threads: usize,
+    /// `-c`: connections over all threads.
     pub connections: usize,
     /// `None` only with `-n` and no `-d`: run until the count is done.
     pub duration: Option<Duration>,
+    /// `-H` lines, sent verbatim.
     pub headers: Vec<String>,
+    /// `--latency`: print the distribution as wrk does.
     pub latency: bool,
+    /// `--timeout`: a request unanswered this long counts as a timeout.
     pub timeout: Duration,
+    /// `-R`: a constant rate (coordinated omission corrected), else as fast as possible.
     pub rate: Option<u64>,
+    /// `-n`: stop after this many requests.
     pub requests: Option<u64>,
+    /// `--pipeline`: requests written back to back per connection.
     pub pipeline: usize,
     /// Longest poll before sleeping (zero: sleep at once).
     pub busy_poll: Duration,
     /// Longest doze before sleeping with requests in flight (zero: none).
     pub coalesce: Duration,
+    /// `-m`: the request method.
     pub method: String,
+    /// `--body`: the request body.
     pub body: Option<Vec<u8>>,
+    /// `--json`: where the machine-readable result goes.
     pub json: Option<PathBuf>,
 }
 

@@ -63,12 +63,19 @@ const DOZE_MIN_NS: u64 = 5_000;
 
 /// What every thread does, fixed before the start.
 pub struct Plan {
+    /// The server.
     pub addr: SocketAddrV4,
+    /// The pre-serialized request (pipeline included).
     pub request: RequestBytes,
+    /// Requests per write.
     pub pipeline: usize,
+    /// HEAD responses carry no body whatever Content-Length says.
     pub head_request: bool,
+    /// Request timeout, ns.
     pub timeout_ns: u64,
+    /// The rate schedule with `-R`.
     pub pacer: Option<Pacer>,
+    /// The histograms' highest trackable value, µs.
     pub hist_max_us: u64,
     /// Upper bound of the poll before sleeping (`--busy-poll`); 0 = never poll.
     pub busy_poll_ns: u64,
@@ -79,6 +86,7 @@ pub struct Plan {
 /// State the threads share: written rarely (never per request, except the
 /// `-n` budget, which is the point of it).
 pub struct Shared {
+    /// The common start instant, ns, so every thread measures from the same origin.
     pub start_ns: u64,
     /// CLOCK_MONOTONIC ns at which to stop sending; `u64::MAX` for none.
     pub end_ns: u64,
@@ -86,8 +94,11 @@ pub struct Shared {
     pub budget: Option<AtomicU64>,
     /// Stop now: Ctrl-C, or every connect failed.
     pub stop: AtomicBool,
+    /// Whether any thread ever connected (else the run is a connect failure).
     pub any_connected: AtomicBool,
+    /// Failed connects over all threads.
     pub connect_failures: AtomicU64,
+    /// The last connect errno, for the error message.
     pub last_connect_errno: AtomicI32,
     /// Level-triggered readiness of this fd (the Ctrl-C eventfd) stops the run.
     pub wake_fd: Option<BorrowedFd<'static>>,

@@ -20,18 +20,29 @@ pub fn new(max_us: u64) -> Histogram<u64> {
 /// The figures the report and the JSON give for one histogram, in µs.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Summary {
+    /// Lowest value.
     pub min: u64,
+    /// Mean.
     pub mean: f64,
+    /// Standard deviation.
     pub stdev: f64,
+    /// Highest value.
     pub max: u64,
+    /// Median.
     pub p50: u64,
+    /// 75th percentile.
     pub p75: u64,
+    /// 90th percentile.
     pub p90: u64,
+    /// 99th percentile.
     pub p99: u64,
+    /// 99.9th percentile.
     pub p99_9: u64,
+    /// 99.99th percentile.
     pub p99_99: u64,
 }
 
+/// The summary of `h` (zeros when empty).
 pub fn summary(h: &Histogram<u64>) -> Summary {
     if h.is_empty() {
         return Summary::default();

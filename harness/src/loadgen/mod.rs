@@ -16,7 +16,6 @@ pub mod request;
 pub mod response;
 pub mod schedule;
 pub mod stats;
-pub mod units;
 pub mod url;
 
 use std::io;

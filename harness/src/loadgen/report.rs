@@ -7,8 +7,8 @@ use std::fmt::Write;
 use super::cli::Config;
 use super::hist;
 use super::stats::{sample_stats, Stats};
-use super::units::{binary, metric, padded, time_s, time_us};
 use super::Outcome;
+use crate::format::wrk::{binary, metric, padded, time_s, time_us};
 
 /// The two lines wrk prints before the run starts.
 pub fn header(cfg: &Config) -> String {

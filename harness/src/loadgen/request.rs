@@ -8,7 +8,9 @@ use std::sync::Arc;
 /// `k` pipelined requests is the prefix `bytes[..k * one_len]`, one `send`.
 #[derive(Debug, Clone)]
 pub struct RequestBytes {
+    /// Every pipelined copy back to back, shared by the threads.
     pub bytes: Arc<[u8]>,
+    /// Length of one request.
     pub one_len: usize,
 }
 

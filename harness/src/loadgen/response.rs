@@ -28,14 +28,19 @@ pub enum Error {
 pub enum Progress {
     /// A response ended after `consumed` bytes of the input.
     Complete {
+        /// Bytes of the input the response took.
         consumed: usize,
+        /// Its status code.
         status: u16,
         /// The server will close the connection after this response.
         close: bool,
     },
     /// No response ended; `consumed` bytes (interim responses, body bytes)
     /// may be discarded, the rest must be presented again with more data.
-    Partial { consumed: usize },
+    Partial {
+        /// Bytes that may be discarded.
+        consumed: usize,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +76,7 @@ impl ResponseParser {
         }
     }
 
+    /// Forget any partial response (the connection was reopened).
     pub fn reset(&mut self) {
         self.state = State::Head;
     }

@@ -12,8 +12,11 @@ use std::collections::BinaryHeap;
 /// shifted by `i / rate`, and together they are evenly spread.
 #[derive(Debug, Clone, Copy)]
 pub struct Pacer {
+    /// When the schedule starts, ns.
     pub start_ns: u64,
+    /// Requests per second over all connections.
     pub rate: u64,
+    /// Connections sharing the rate.
     pub connections: u64,
 }
 
@@ -36,12 +39,14 @@ pub struct Timers {
 }
 
 impl Timers {
+    /// A queue for `n` timers without reallocation.
     pub fn with_capacity(n: usize) -> Timers {
         Timers {
             heap: BinaryHeap::with_capacity(n),
         }
     }
 
+    /// Add a timer due at `due` for connection `slot` of generation `gen`.
     pub fn push(&mut self, due: u64, slot: usize, gen: u32) {
         self.heap.push(Reverse((due, slot as u32, gen)));
     }
@@ -62,6 +67,7 @@ impl Timers {
         }
     }
 
+    /// Drop every timer.
     pub fn clear(&mut self) {
         self.heap.clear();
     }

@@ -18,22 +18,36 @@ pub struct Stats {
     pub uncorrected: Histogram<u64>,
     /// Per-thread requests/s, one sample per sampling window (wrk's Req/Sec).
     pub rps_samples: Vec<f64>,
+    /// Completed responses.
     pub completed: u64,
+    /// Pipelined batches completed.
     pub batches: u64,
+    /// Bytes read.
     pub bytes_read: u64,
+    /// Bytes written.
     pub bytes_written: u64,
+    /// Failed connects.
     pub connect_errors: u64,
+    /// Failed reads.
     pub read_errors: u64,
+    /// Failed writes.
     pub write_errors: u64,
+    /// Requests unanswered within the timeout.
     pub timeouts: u64,
+    /// Responses outside 200-399.
     pub status_errors: u64,
+    /// Responses by status code.
     pub by_code: Box<[u64; CODES]>,
+    /// Idle keep-alive connections the server closed: not failures.
     pub idle_closes: u64,
+    /// Connections reopened.
     pub reconnects: u64,
+    /// Requests sent but unanswered when the run ended.
     pub in_flight_at_end: u64,
 }
 
 impl Stats {
+    /// Empty counters with histograms up to `max_us`.
     pub fn new(max_us: u64) -> Stats {
         Stats {
             latency: super::hist::new(max_us),
@@ -107,6 +121,7 @@ impl Stats {
             .map(|(c, &n)| (c as u16, n))
     }
 
+    /// Socket errors as wrk counts them (connect, read, write, timeout).
     pub fn socket_errors(&self) -> u64 {
         self.connect_errors + self.read_errors + self.write_errors + self.timeouts
     }

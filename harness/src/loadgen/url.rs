@@ -7,6 +7,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 /// Where to connect and what to put in the request line and Host header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// The server's address (IPv4, resolved once).
     pub addr: SocketAddrV4,
     /// The authority as written (`127.0.0.1:8080`), the default Host header.
     pub authority: String,

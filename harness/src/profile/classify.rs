@@ -34,105 +34,23 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
-
-/// Where a sample's CPU time went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Bucket {
-    /// The server's own code (Rust std included: it is linked into the app).
-    App,
-    /// libc (syscall wrappers, mem*/str*), the allocators, the vDSO.
-    LibcAlloc,
-    /// Kernel copies and fills, user copies and their hardening checks.
-    Memcpy,
-    /// Context switches, wake-ups, run-queue bookkeeping.
-    Scheduler,
-    /// Futexes, spinning on kernel locks, mutexes and semaphores.
-    FutexLocks,
-    /// epoll_wait/epoll_ctl and readiness callbacks.
-    Epoll,
-    /// The file layer: read/write/writev on a socket fd, fd tables, socket
-    /// files, inodes and dentries created and freed, sendfile and splice.
-    VfsSendfile,
-    /// Sockets, TCP, IP, the loopback device, skb management, softirq RX.
-    TcpIp,
-    /// Kernel entry and exit around every syscall.
-    SyscallEntry,
-    /// fork/exec/exit and address-space work (page faults, mmap).
-    Process,
-    /// Kernel samples no rule names (see the module docs).
-    OtherKernel,
-}
-
-impl Bucket {
-    /// Every bucket in stacking order: user space first (the bottom of a
-    /// bar), then the kernel, the catch-all last.
-    pub const ALL: [Bucket; 11] = [
-        Bucket::App,
-        Bucket::LibcAlloc,
-        Bucket::Memcpy,
-        Bucket::Scheduler,
-        Bucket::FutexLocks,
-        Bucket::Epoll,
-        Bucket::VfsSendfile,
-        Bucket::TcpIp,
-        Bucket::SyscallEntry,
-        Bucket::Process,
-        Bucket::OtherKernel,
-    ];
-
-    /// The name used in CSV files, tables and legends.
-    pub fn name(self) -> &'static str {
-        match self {
-            Bucket::App => "app",
-            Bucket::LibcAlloc => "libc/alloc",
-            Bucket::Memcpy => "memcpy",
-            Bucket::Scheduler => "scheduler",
-            Bucket::FutexLocks => "futex/locks",
-            Bucket::Epoll => "epoll",
-            Bucket::VfsSendfile => "VFS/sendfile",
-            Bucket::TcpIp => "TCP/IP",
-            Bucket::SyscallEntry => "syscall entry/exit",
-            Bucket::Process => "process",
-            Bucket::OtherKernel => "other kernel",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Bucket> {
-        Bucket::ALL.into_iter().find(|b| b.name() == name)
-    }
-
-    pub fn is_kernel(self) -> bool {
-        !matches!(self, Bucket::App | Bucket::LibcAlloc)
-    }
-
-    /// `user` or `kernel`.
-    pub fn space(self) -> &'static str {
-        if self.is_kernel() {
-            "kernel"
-        } else {
-            "user"
-        }
-    }
-}
-
-impl std::fmt::Display for Bucket {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use crate::schema::Bucket;
 
 /// One row of the rule table.
 #[derive(Debug)]
 pub struct Rule {
+    /// The bucket a matching frame decides.
     pub bucket: Bucket,
+    /// Frame name patterns (`name` or `prefix*`).
     pub patterns: &'static [&'static str],
 }
 
 /// A group of pass-through helpers and why they never decide.
 #[derive(Debug)]
 pub struct PassThrough {
+    /// Why these frames are skipped.
     pub why: &'static str,
+    /// Frame name patterns (`name` or `prefix*`).
     pub patterns: &'static [&'static str],
 }
 
@@ -439,7 +357,9 @@ pub fn user_bucket(leaf: &str) -> Bucket {
 /// out of frames or ended at user space with nothing matched).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
+    /// The sample's bucket.
     pub bucket: Bucket,
+    /// The frame whose rule decided it (None: fell through to a default).
     pub decided_by: Option<String>,
 }
 
@@ -452,6 +372,7 @@ pub struct Classifier {
 }
 
 impl Classifier {
+    /// A classifier with the rule table compiled for lookup.
     pub fn new() -> Classifier {
         Classifier::default()
     }
@@ -529,12 +450,14 @@ const ENTRY_FRAMES: [&str; 8] = [
 pub struct Breakdown {
     /// Samples per bucket, indexed like [`Bucket::ALL`].
     pub counts: [u64; 11],
+    /// Samples classified.
     pub total: u64,
     /// Self samples per leaf frame (`name [k]` for kernel frames).
     pub leaves: HashMap<String, u64>,
     /// Samples with user frames, and those whose user stack reaches the
     /// program's or a thread's entry (a measure of how well the unwinder did).
     pub with_user_frames: u64,
+    /// Samples whose user stack reaches the program's or a thread's entry.
     pub complete_user_stacks: u64,
     /// Samples per (bucket, frame that decided it); for the catch-all and
     /// user samples the leaf frame. Shows a reader which rules carry the
@@ -600,6 +523,7 @@ impl Breakdown {
         }
     }
 
+    /// Samples in `bucket`.
     pub fn count(&self, bucket: Bucket) -> u64 {
         Bucket::ALL
             .iter()

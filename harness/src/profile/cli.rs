@@ -1,22 +1,25 @@
-//! `harness profile` options and the plan they resolve to. The servers,
-//! the CPU split, the thread counts and the load are resolved by the bench
-//! planner itself ([`BenchArgs::plan_on`]), so a profile is of the same
+//! `harness profile` options and the plan they resolve to. The servers
+//! come from the catalog and the CPU split and thread counts from the same
+//! flags as `harness bench` ([`CpuArgs`]), so a profile is of the same
 //! server under the same load as a bench point.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use servers::config::parse_duration;
-use servers::sys::affinity::CpuList;
 
-use crate::bench::cli::{BenchArgs, Plan, NGINX, VARIANTS};
-use crate::bench::client::ClientKind;
-use crate::bench::process::allowed_cpus;
-use crate::bench::workload::Workload;
+use crate::catalog;
+use crate::rig::cpus::{CpuArgs, Placement};
+use crate::rig::process::allowed_cpus;
+use crate::rig::workload::Workload;
 
+/// Connections of the load: past the knee on small machines, below overload.
 pub const DEFAULT_CONNS: u32 = 400;
+/// Length of the recording.
 pub const DEFAULT_DURATION: &str = "10s";
+/// Load before the recording starts.
 pub const DEFAULT_WARMUP: &str = "2s";
+/// Length of the syscall count's load.
 pub const DEFAULT_SYSCALL_DURATION: &str = "3s";
 
 /// Where the frame-pointer build of the servers goes, relative to cargo's
@@ -45,7 +48,7 @@ into --out/<server>/:
   profile.json     all of the above in one file, for the aggregate files
   perf.data        the raw recording (ignored by git)
 
-With --all (every variant in architecture order, then nginx), also --out/buckets.csv,
+With --all (every variant in catalog order, then nginx), also --out/buckets.csv,
 --results/bottleneck-migration.png and the profile section of --results/summary.md (the bench
 sections are left as they are). --replot rewrites those three from the profiles already on disk.
 
@@ -67,9 +70,8 @@ Examples:
 #[derive(clap::Args, Debug, Clone)]
 #[command(after_help = AFTER_HELP)]
 pub struct ProfileArgs {
-    /// Server(s) to profile: blocking, threadpool, epoll, epoll-threads, nginx
-    /// (repeatable or comma-separated)
-    #[arg(long = "variant", value_name = "V", value_delimiter = ',')]
+    #[arg(long = "variant", value_name = "V", value_delimiter = ',', help = variant_help())]
+    /// Servers to profile (the help text is built from the catalog).
     pub variants: Vec<String>,
     /// Every variant in architecture order, then nginx, and the aggregate
     /// files (buckets.csv, bottleneck-migration.png, summary.md section)
@@ -93,16 +95,9 @@ pub struct ProfileArgs {
     /// Length of the load during which syscalls are counted
     #[arg(long, value_name = "D", default_value = DEFAULT_SYSCALL_DURATION, value_parser = parse_duration)]
     pub syscall_duration: Duration,
-    /// CPUs for the servers [default: the first half of this process's CPUs]
-    #[arg(long, value_name = "LIST")]
-    pub server_cpus: Option<CpuList>,
-    /// CPUs for loadgen and perf [default: the CPUs the servers do not get]
-    #[arg(long, value_name = "LIST")]
-    pub client_cpus: Option<CpuList>,
-    /// Threads of the multi-threaded variants and nginx workers [default:
-    /// one per server CPU; threadpool: 4 workers per server CPU]
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
+    /// Server and client CPUs, threads (the same flags as `harness bench`).
+    #[command(flatten)]
+    pub cpus: CpuArgs,
     /// Directory of the per-server profiles (and the combined buckets.csv)
     #[arg(long, value_name = "DIR", default_value = "profiles")]
     pub out: PathBuf,
@@ -115,31 +110,57 @@ pub struct ProfileArgs {
     pub bin_dir: Option<PathBuf>,
 }
 
+/// `--variant`'s help, from the catalog.
+fn variant_help() -> String {
+    format!(
+        "Server(s) to profile: {} (repeatable or comma-separated)",
+        catalog::choices()
+    )
+}
+
 /// Everything a profile run needs, resolved and validated.
 #[derive(Debug, Clone)]
 pub struct ProfilePlan {
-    /// Servers, pinning, threads and the load, as the bench resolves them
-    /// (`duration` there is the recording's length).
-    pub bench: Plan,
+    /// The servers, in order.
+    pub servers: Vec<String>,
+    /// Server and client CPUs, threads: as the bench resolves them.
+    pub placement: Placement,
+    /// Where the variants' binaries are.
+    pub bin_dir: PathBuf,
+    /// Load before the recording.
     pub warmup: Duration,
+    /// Length of the recording.
     pub record: Duration,
+    /// Length of the syscall count's load.
     pub syscall_window: Duration,
+    /// The request.
     pub workload: Workload,
+    /// Connections of the load.
     pub connections: u32,
+    /// Where the per-server profiles go.
     pub out: PathBuf,
+    /// Where the chart and summary.md go.
     pub results: PathBuf,
     /// Write the aggregate files (`--all`).
     pub aggregate: bool,
     /// The load generator (next to the harness binary).
     pub loadgen: PathBuf,
+    /// Things worth saying before starting.
     pub warnings: Vec<String>,
 }
 
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Request {
+    /// Profile these servers.
     Profile(Box<ProfilePlan>),
-    Replot { out: PathBuf, results: PathBuf },
+    /// Only redraw the combined files from the profiles on disk.
+    Replot {
+        /// Where the per-server profiles are.
+        out: PathBuf,
+        /// Where the chart and summary.md go.
+        results: PathBuf,
+    },
 }
 
 /// `<target>/frame-pointers/release` for a harness binary in
@@ -155,6 +176,7 @@ impl ProfileArgs {
         self.request_on(&allowed_cpus(), harness_dir)
     }
 
+    /// [`ProfileArgs::request`] for a process allowed on `cpus` (unit-testable).
     pub fn request_on(&self, cpus: &[usize], harness_dir: &Path) -> Result<Request, String> {
         if self.replot {
             return Ok(Request::Replot {
@@ -163,18 +185,26 @@ impl ProfileArgs {
             });
         }
         let servers: Vec<String> = if self.all {
-            VARIANTS
-                .iter()
-                .chain([&NGINX])
-                .map(|s| s.to_string())
-                .collect()
+            catalog::all().into_iter().map(String::from).collect()
         } else if self.variants.is_empty() {
             return Err(format!(
-                "say what to profile: --variant V (one of {}, {NGINX}) or --all",
-                VARIANTS.join(", ")
+                "say what to profile: --variant V (one of {}) or --all",
+                catalog::choices()
             ));
         } else {
-            self.variants.clone()
+            let mut out: Vec<String> = Vec::new();
+            for name in self.variants.iter().map(|s| s.trim()) {
+                if !catalog::is_known(name) {
+                    return Err(format!(
+                        "unknown variant {name:?} in --variant: pick from {}",
+                        catalog::choices()
+                    ));
+                }
+                if !out.iter().any(|o| o == name) {
+                    out.push(name.to_string());
+                }
+            }
+            out
         };
         for (d, flag) in [
             (self.duration, "--duration"),
@@ -203,25 +233,8 @@ impl ProfileArgs {
                 }
             },
         };
-        let bench = BenchArgs {
-            variants: Some(servers),
-            conns: Some(vec![self.conns]),
-            trials: Some(1),
-            duration: Some(self.duration),
-            warmup: Some(self.warmup),
-            workloads: vec![self.workload],
-            client: ClientKind::Loadgen,
-            server_cpus: self.server_cpus.clone(),
-            client_cpus: self.client_cpus.clone(),
-            threads: self.threads,
-            out: self.out.clone(),
-            quick: false,
-            no_nginx: false,
-            bin_dir: Some(bin_dir),
-        }
-        .plan_on(cpus, harness_dir.to_path_buf())
-        .map_err(|e| e.replace("--variants", "--variant"))?;
-        warnings.extend(bench.warnings.iter().cloned());
+        let placement = self.cpus.resolve(cpus)?;
+        warnings.extend(placement.warnings.iter().cloned());
         Ok(Request::Profile(Box::new(ProfilePlan {
             warmup: self.warmup,
             record: self.duration,
@@ -233,7 +246,9 @@ impl ProfileArgs {
             aggregate: self.all,
             loadgen: harness_dir.join("loadgen"),
             warnings,
-            bench,
+            servers,
+            placement,
+            bin_dir,
         })))
     }
 }
@@ -245,7 +260,7 @@ impl ProfilePlan {
             + self.record.as_secs_f64()
             + self.syscall_window.as_secs_f64()
             + OVERHEAD_PER_SERVER_S;
-        Duration::from_secs_f64(per * self.bench.servers.len() as f64)
+        Duration::from_secs_f64(per * self.servers.len() as f64)
     }
 }
 
@@ -276,12 +291,13 @@ mod tests {
     #[test]
     fn all_is_every_variant_then_nginx_on_split_cpus() {
         let p = plan(&["--all"]).unwrap();
+        assert_eq!(p.servers, catalog::all());
+        assert_eq!(p.servers.last().map(String::as_str), Some(catalog::NGINX));
         assert_eq!(
-            p.bench.servers,
-            ["blocking", "threadpool", "epoll", "epoll-threads", "nginx"]
-        );
-        assert_eq!(
-            (p.bench.server_cpus.clone(), p.bench.client_cpus.clone()),
+            (
+                p.placement.server_cpus.clone(),
+                p.placement.client_cpus.clone()
+            ),
             (vec![0], vec![1])
         );
         assert_eq!(p.connections, 400);
@@ -289,7 +305,7 @@ mod tests {
         assert!(p.aggregate);
         assert_eq!(p.loadgen, Path::new("/t/release/loadgen"));
         // No frame-pointer build under /t: the harness's own directory, with a warning.
-        assert_eq!(p.bench.bin_dir, Path::new("/t/release"));
+        assert_eq!(p.bin_dir, Path::new("/t/release"));
         assert!(
             p.warnings.iter().any(|w| w.contains("frame-pointer")),
             "{:?}",
@@ -302,7 +318,7 @@ mod tests {
     #[test]
     fn one_variant_and_the_refusals() {
         let p = plan(&["--variant", "epoll", "--conns", "50", "--duration", "2s"]).unwrap();
-        assert_eq!(p.bench.servers, ["epoll"]);
+        assert_eq!(p.servers, ["epoll"]);
         assert!(!p.aggregate);
         assert!(plan(&[]).unwrap_err().contains("--all"));
         assert!(plan(&["--variant", "epol"])

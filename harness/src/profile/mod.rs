@@ -44,22 +44,30 @@ use syscalls::SyscallProfile;
 /// files, so `--replot` needs no new measurement.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct VariantProfile {
+    /// The server.
     pub variant: String,
+    /// The workload's name.
     pub workload: String,
     /// `GET /plaintext`
     pub request: String,
+    /// Connections of the load.
     pub connections: u32,
     /// Length of the perf recording, seconds.
     pub record_s: f64,
+    /// The server's CPU list.
     pub server_cpus: String,
+    /// The client's (and perf's) CPU list.
     pub client_cpus: String,
+    /// Threads (nginx: workers) the server ran with.
     pub server_threads: usize,
     /// Samples in the recording (each 250 µs of on-CPU time at perf's
     /// default 4 kHz).
     pub samples: u64,
     /// Every bucket, in [`classify::Bucket::ALL`] order.
     pub buckets: Vec<BucketShare>,
+    /// Share of samples in user mode, percent.
     pub user_pct: f64,
+    /// Share of samples in kernel mode, percent.
     pub kernel_pct: f64,
     /// Leaf functions with the most self samples.
     pub top_symbols: Vec<SymbolShare>,
@@ -75,25 +83,34 @@ pub struct VariantProfile {
     /// The system share of that CPU time by /proc's own accounting, a
     /// cross-check of the kernel share the samples give.
     pub proc_system_pct: f64,
+    /// Syscalls per request and the mix.
     pub syscalls: SyscallProfile,
     /// The perf record command as run.
     pub perf_record: String,
+    /// `perf version`.
     pub perf_version: String,
+    /// Where it was measured.
     pub machine: Machine,
     /// Anything that makes a figure less than it seems (lost samples...).
     pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// One bucket's share of a profile's samples.
 pub struct BucketShare {
+    /// The bucket's name.
     pub bucket: String,
+    /// Samples in it.
     pub samples: u64,
+    /// Its share, percent.
     pub share_pct: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// One leaf function's self time.
 pub struct SymbolShare {
     /// `name` or `name [k]` for a kernel function.
     pub symbol: String,
+    /// Its share of the samples, percent.
     pub self_pct: f64,
 }

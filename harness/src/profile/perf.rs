@@ -15,6 +15,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use crate::rig::process::find_on_path;
+
 /// What to install when perf is missing.
 pub const INSTALL_HINT: &str =
     "install it with `apt-get install linux-perf` (Debian; on Ubuntu: linux-tools-generic)";
@@ -46,6 +48,7 @@ impl std::error::Error for PerfError {}
 /// A usable perf.
 #[derive(Debug, Clone)]
 pub struct Perf {
+    /// The perf binary.
     pub program: PathBuf,
     /// `perf version 6.1.192`
     pub version: String,
@@ -81,6 +84,7 @@ impl Perf {
         })
     }
 
+    /// A perf command line to add arguments to.
     pub fn command(&self) -> Command {
         Command::new(&self.program)
     }
@@ -119,7 +123,7 @@ impl Perf {
             "stat",
             "-x,",
             "-e",
-            super::syscalls::TOTAL_EVENT,
+            crate::profile::syscalls::TOTAL_EVENT,
             "--",
             "true",
         ])?;
@@ -154,6 +158,7 @@ fn stderr_of(out: &Output) -> String {
 /// What decides whether perf may profile the kernel.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Privileges {
+    /// The effective uid.
     pub uid: u32,
     /// Root, or CAP_PERFMON / CAP_SYS_ADMIN in the effective set.
     pub privileged: bool,
@@ -167,6 +172,7 @@ pub struct Privileges {
 }
 
 impl Privileges {
+    /// Read the privileges of this process.
     pub fn detect() -> Privileges {
         let read = |p: &str| {
             fs::read_to_string(p)
@@ -187,7 +193,7 @@ impl Privileges {
         const CAP_PERFMON: u32 = 38;
         let privileged =
             uid == 0 || caps & (1 << CAP_SYS_ADMIN) != 0 || caps & (1 << CAP_PERFMON) != 0;
-        let tracefs_readable = super::syscalls::tracefs()
+        let tracefs_readable = crate::profile::syscalls::tracefs()
             .map(|t| fs::read_dir(t.join("events/raw_syscalls")).is_ok())
             .unwrap_or(false);
         Privileges {
@@ -281,14 +287,6 @@ fn first_lines(text: &str, n: usize) -> String {
         .map(|l| format!("  | {l}"))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    })
 }
 
 /// Make a FIFO at `path` (for perf's `--control`).

@@ -15,15 +15,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::bench::cli::NGINX;
-use crate::bench::client::{Client, ClientError, ClientKind, Load, Measured};
-use crate::bench::launch::{check_workload, LaunchError, Launcher};
-use crate::bench::nginx;
-use crate::bench::process::{self, format_cpus};
-use crate::bench::server::{tail_of, Server};
-use crate::bench::sweep::minutes;
-use crate::bench::workload::Docroot;
+use crate::catalog::NGINX;
+use crate::format::{self, minutes};
 use crate::machine::Machine;
+use crate::procfs::{self, Usage};
+use crate::rig::client::{Client, ClientError, ClientKind, Load, Measured};
+use crate::rig::launch::{check_workload, LaunchError, Launcher};
+use crate::rig::measure::with_tail;
+use crate::rig::nginx;
+use crate::rig::process;
+use crate::rig::server::{tail_of, Server, Stopped};
+use crate::rig::workload::Docroot;
 
 use super::classify::{Breakdown, Bucket};
 use super::cli::ProfilePlan;
@@ -44,11 +46,13 @@ const REPORT_PERCENT_LIMIT: &str = "0.3";
 
 /// What a run produced.
 pub struct Outcome {
+    /// One profile per server that succeeded.
     pub profiles: Vec<VariantProfile>,
     /// One message per server that failed (stderr tails included).
     pub failures: Vec<String>,
     /// Skipped servers and warnings worth repeating at the end.
     pub notes: Vec<String>,
+    /// Ctrl-C ended the run early.
     pub interrupted: bool,
 }
 
@@ -77,7 +81,7 @@ pub fn run(plan: &ProfilePlan, perf: &Perf) -> Result<Outcome, String> {
     }
     let mut notes = plan.warnings.clone();
     let (_, nofile_hard) = process::raise_nofile_limit().unwrap_or((1024, 1024));
-    let mut servers = plan.bench.servers.clone();
+    let mut servers = plan.servers.clone();
     let mut nginx_bin = None;
     if servers.iter().any(|s| s == NGINX) {
         match nginx::find() {
@@ -105,7 +109,7 @@ pub fn run(plan: &ProfilePlan, perf: &Perf) -> Result<Outcome, String> {
 
     let machine = Machine::detect();
     // The runner stays off the server CPUs.
-    let _ = servers::sys::affinity::pin_current_thread(&plan.bench.client_cpus);
+    let _ = servers::sys::affinity::pin_current_thread(&plan.placement.client_cpus);
     let docroot = Docroot::create().map_err(|e| format!("creating the docroot: {e}"))?;
     let scratch = tempfile::Builder::new()
         .prefix("profile-run.")
@@ -114,15 +118,12 @@ pub fn run(plan: &ProfilePlan, perf: &Perf) -> Result<Outcome, String> {
     let client = Client {
         kind: ClientKind::Loadgen,
         program: plan.loadgen.clone(),
-        cpus: plan.bench.client_cpus.clone(),
-        threads: plan.bench.client_cpus.len(),
+        cpus: plan.placement.client_cpus.clone(),
+        threads: plan.placement.client_threads(),
         wrk_pipeline_script: None,
     };
     let effective = ProfilePlan {
-        bench: crate::bench::cli::Plan {
-            servers: servers.clone(),
-            ..plan.bench.clone()
-        },
+        servers: servers.clone(),
         ..plan.clone()
     };
     eprintln!(
@@ -137,8 +138,8 @@ pub fn run(plan: &ProfilePlan, perf: &Perf) -> Result<Outcome, String> {
         plan.workload.path(),
         plan.connections,
         client.threads,
-        format_cpus(&plan.bench.client_cpus),
-        format_cpus(&plan.bench.server_cpus),
+        format::cpus(&plan.placement.client_cpus),
+        format::cpus(&plan.placement.server_cpus),
         secs(plan.warmup),
         secs(plan.record),
         secs(plan.syscall_window),
@@ -148,7 +149,9 @@ pub fn run(plan: &ProfilePlan, perf: &Perf) -> Result<Outcome, String> {
         plan,
         perf,
         launcher: Launcher {
-            plan: &plan.bench,
+            placement: &plan.placement,
+            bin_dir: &plan.bin_dir,
+            max_conns: plan.connections,
             docroot: docroot.path(),
             nginx_bin,
             nofile_hard,
@@ -204,7 +207,7 @@ pub fn run(plan: &ProfilePlan, perf: &Perf) -> Result<Outcome, String> {
 }
 
 fn secs(d: Duration) -> String {
-    crate::bench::cli::format_duration(d)
+    format::duration(d)
 }
 
 struct Session<'a> {
@@ -220,7 +223,7 @@ struct Session<'a> {
 struct Measurements {
     perf_record: String,
     /// The server tree's CPU time over the recording, from /proc.
-    cpu: crate::procfs::Usage,
+    cpu: Usage,
     load: Measured,
     syscalls: SyscallProfile,
     notes: Vec<String>,
@@ -232,11 +235,11 @@ impl Session<'_> {
         let dir = plan.out.join(name);
         fs::create_dir_all(&dir)
             .map_err(|e| Stop::Failed(format!("{name}: creating {}: {e}", dir.display())))?;
-        if name != NGINX && !plan.bench.bin_dir.join(name).is_file() {
+        if name != NGINX && !plan.bin_dir.join(name).is_file() {
             return Err(Stop::Failed(format!(
                 "{name}: {} not found: build the servers with frame pointers (`just \
                  build-profiling`), or point --bin-dir at a build",
-                plan.bench.bin_dir.join(name).display()
+                plan.bin_dir.join(name).display()
             )));
         }
         let (mut server, _prefix) = match self.launcher.start(name, &self.scratch, name) {
@@ -254,10 +257,10 @@ impl Session<'_> {
             "  {name}: pid {} on 127.0.0.1:{}, CPU(s) {}, {} thread(s)",
             server.pid(),
             server.port,
-            format_cpus(&plan.bench.server_cpus),
-            plan.bench.server_threads(name)
+            format::cpus(&plan.placement.server_cpus),
+            plan.placement.server_threads(name)
         );
-        if let Some(w) = server.check_affinity(&plan.bench.server_cpus) {
+        if let Some(w) = server.check_affinity(&plan.placement.server_cpus) {
             eprintln!("warning: {name}: {w}");
         }
         if let Err(why) = check_workload(&server, plan.workload) {
@@ -268,7 +271,7 @@ impl Session<'_> {
         let measured = self.measure(&mut server, name, &dir);
         let stopped = server.stop();
         let mut m = measured?;
-        if stopped != crate::bench::server::Stopped::Clean {
+        if stopped != Stopped::Clean {
             m.notes
                 .push(format!("did not exit cleanly on SIGTERM ({stopped:?})"));
         }
@@ -326,12 +329,12 @@ impl Session<'_> {
             plan.connections
         );
         let log = self.scratch.join(format!("{name}.perf-record.log"));
-        let before = crate::procfs::sample_tree(server.pid());
+        let before = procfs::sample_tree(server.pid());
         let mut rec = self.spawn_perf(&args, &log)?;
         let status = self.wait_perf(&mut rec, plan.record + PERF_OVERRUN)?;
-        let cpu = match (before, crate::procfs::sample_tree(server.pid())) {
+        let cpu = match (before, procfs::sample_tree(server.pid())) {
             (Ok(b), Ok(a)) => a.since(&b),
-            _ => crate::procfs::Usage::default(),
+            _ => Usage::default(),
         };
         let measured = running.finish();
         if !server.is_running() {
@@ -393,7 +396,7 @@ impl Session<'_> {
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out);
-        process::confine(&mut cmd, &self.plan.bench.client_cpus)?;
+        process::confine(&mut cmd, &self.plan.placement.client_cpus)?;
         cmd.spawn()
             .map_err(|e| Stop::Failed(format!("starting perf: {e}")))
     }
@@ -572,9 +575,9 @@ impl Session<'_> {
             request: format!("GET {}", plan.workload.path()),
             connections: plan.connections,
             record_s: plan.record.as_secs_f64(),
-            server_cpus: format_cpus(&plan.bench.server_cpus),
-            client_cpus: format_cpus(&plan.bench.client_cpus),
-            server_threads: plan.bench.server_threads(name),
+            server_cpus: format::cpus(&plan.placement.server_cpus),
+            client_cpus: format::cpus(&plan.placement.client_cpus),
+            server_threads: plan.placement.server_threads(name),
             samples: breakdown.total,
             buckets: Bucket::ALL
                 .iter()
@@ -657,7 +660,7 @@ impl Session<'_> {
         }
         Ok(format!(
             "# harness profile: {name} under {load}, server on CPU(s) {}\n# {record}\n# perf {} -i perf.data\n# ({}; revision {})\n{}",
-            format_cpus(&self.plan.bench.server_cpus),
+            format::cpus(&self.plan.placement.server_cpus),
             args.join(" "),
             self.perf.version,
             self.machine.git_revision,
@@ -779,14 +782,5 @@ fn client_failure(name: &str, e: ClientError) -> Stop {
     match e {
         ClientError::Interrupted => Stop::Interrupted,
         ClientError::Failed(msg) => Stop::Failed(format!("{name}: the load did not start: {msg}")),
-    }
-}
-
-/// A message followed by the server's stderr tail, when there is one.
-fn with_tail(msg: String, tail: &str) -> String {
-    if tail.trim().is_empty() {
-        msg
-    } else {
-        format!("{msg}\n  server stderr:\n{}", tail.trim_end())
     }
 }

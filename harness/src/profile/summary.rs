@@ -13,7 +13,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::catalog;
+use crate::format::thousands;
 use crate::report::{self, MigrationBar, RunInfo};
+
+pub use crate::report::sections::{existing_section, replace_section, BEGIN, END};
 
 use super::classify::Bucket;
 use super::VariantProfile;
@@ -21,10 +25,13 @@ use super::VariantProfile;
 /// One row of `buckets.csv`: one bucket of one server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BucketRow {
+    /// The server.
     pub variant: String,
+    /// The bucket's name.
     pub bucket: String,
     /// `user` or `kernel`.
     pub space: String,
+    /// Samples in the bucket.
     pub samples: u64,
     /// Percent of the server's samples.
     pub share_pct: f64,
@@ -51,6 +58,7 @@ fn round4(x: f64) -> f64 {
     (x * 1e4).round() / 1e4
 }
 
+/// Write `rows` as buckets.csv.
 pub fn write_buckets_csv(path: &Path, rows: &[BucketRow]) -> io::Result<()> {
     let mut w = csv::Writer::from_path(path).map_err(|e| in_file(path, e.into()))?;
     for r in rows {
@@ -59,6 +67,7 @@ pub fn write_buckets_csv(path: &Path, rows: &[BucketRow]) -> io::Result<()> {
     w.flush().map_err(|e| in_file(path, e))
 }
 
+/// Read a buckets.csv written by [`write_buckets_csv`].
 pub fn read_buckets_csv(path: &Path) -> io::Result<Vec<BucketRow>> {
     let mut r = csv::Reader::from_path(path).map_err(|e| in_file(path, e.into()))?;
     r.deserialize()
@@ -115,7 +124,7 @@ pub fn load_profiles(out: &Path) -> io::Result<Vec<VariantProfile>> {
 }
 
 fn sort(profiles: &mut [VariantProfile]) {
-    profiles.sort_by(|a, b| report::variant_order(&a.variant, &b.variant));
+    profiles.sort_by(|a, b| catalog::cmp(&a.variant, &b.variant));
 }
 
 /// Write `out/buckets.csv`, `results/bottleneck-migration.png` and the
@@ -203,40 +212,6 @@ pub fn run_info(profiles: &[VariantProfile]) -> RunInfo {
     }
 }
 
-/// First and last line of the profile section of summary.md.
-pub const BEGIN: &str =
-    "<!-- profile:begin (written by `harness profile --all`; edits here are overwritten) -->";
-pub const END: &str = "<!-- profile:end -->";
-
-/// `old` with its profile section replaced by `section` (which must
-/// include the markers), or with `section` appended when it has none.
-pub fn replace_section(old: &str, section: &str) -> String {
-    if let (Some(b), Some(e)) = (old.find(BEGIN), old.find(END)) {
-        if b < e {
-            let mut s = String::with_capacity(old.len() + section.len());
-            s.push_str(&old[..b]);
-            s.push_str(section.trim_end());
-            s.push_str(&old[e + END.len()..]);
-            return s;
-        }
-    }
-    let mut s = old.trim_end().to_string();
-    if !s.is_empty() {
-        s.push_str("\n\n");
-    }
-    s.push_str(section.trim_end());
-    s.push('\n');
-    s
-}
-
-/// The profile section of an existing summary.md, markers included, if any
-/// (so the bench report can keep it when it rewrites the file).
-pub fn existing_section(text: &str) -> Option<&str> {
-    let b = text.find(BEGIN)?;
-    let e = text[b..].find(END)? + b;
-    Some(&text[b..e + END.len()])
-}
-
 /// The markdown of the profile section.
 pub fn section(
     profiles: &[VariantProfile],
@@ -285,7 +260,7 @@ pub fn section(
             md,
             "| {} | {} | {:.0} | {:.1} | {:.1} | ({:.0}) | {:.2} | {} | {} |",
             p.variant,
-            crate::bench::sweep::thousands(p.samples as f64),
+            thousands(p.samples as f64),
             p.server_cpu_pct,
             p.user_pct,
             p.kernel_pct,
@@ -371,22 +346,6 @@ fn relative(out: &Path, results: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_section_is_replaced_in_place_or_appended() {
-        let s1 = format!("{BEGIN}\nfirst\n{END}\n");
-        let s2 = format!("{BEGIN}\nsecond\n{END}\n");
-        let bench = "# Bench results\n\ntable\n";
-        let once = replace_section(bench, &s1);
-        assert_eq!(once, format!("{bench}\n{s1}"));
-        let twice = replace_section(&once, &s2);
-        assert!(twice.starts_with(bench) && twice.contains("second") && !twice.contains("first"));
-        assert_eq!(replace_section(&twice, &s2), twice, "idempotent");
-        let with_tail = format!("{once}\n## Notes\n\n- kept\n");
-        let replaced = replace_section(&with_tail, &s2);
-        assert!(replaced.ends_with("## Notes\n\n- kept\n"), "{replaced}");
-        assert_eq!(existing_section(&replaced), Some(s2.trim_end()));
-    }
 
     #[test]
     fn relative_links() {

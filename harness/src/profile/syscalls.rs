@@ -147,6 +147,7 @@ pub fn parse_stat_csv(text: &str) -> Result<Counts, String> {
 /// Syscalls over a load of known size.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SyscallProfile {
+    /// What perf stat counted.
     pub counts: Counts,
     /// Requests the load generator completed while perf stat counted.
     pub requests: u64,
@@ -157,6 +158,7 @@ pub struct SyscallProfile {
 }
 
 impl SyscallProfile {
+    /// Syscalls per completed request.
     pub fn per_request(&self) -> f64 {
         per(self.counts.total, self.requests)
     }

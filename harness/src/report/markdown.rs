@@ -5,12 +5,12 @@
 
 use std::fmt::Write as _;
 
-use crate::bench::schema::{BenchRow, SummaryRow};
+use crate::catalog::NGINX;
+use crate::format::{self, grouped};
+use crate::schema::medians::{self, cmp_nan_low, PointKey};
+use crate::schema::{BenchRow, SummaryRow};
 
-use super::format::{self, grouped};
 use super::plot::{closest_connections, Chart};
-use super::summarize::{self, cmp_nan_low, PointKey};
-use super::variants::NGINX;
 use super::RunInfo;
 
 /// The header row of every summary table.
@@ -178,7 +178,7 @@ fn verdicts(rows: &[&SummaryRow]) -> Vec<String> {
 
 fn notes(rows: &[BenchRow], summary: &[SummaryRow], info: &RunInfo) -> Vec<String> {
     let mut notes = Vec::new();
-    for (key, trials) in summarize::group(rows) {
+    for (key, trials) in medians::group(rows) {
         let name = point_name(&key);
         let zero = trials.iter().filter(|r| r.requests == 0).count();
         if zero > 0 {
@@ -209,7 +209,7 @@ fn notes(rows: &[BenchRow], summary: &[SummaryRow], info: &RunInfo) -> Vec<Strin
             ));
         }
     }
-    for workload in summarize::workloads(rows) {
+    for workload in medians::workloads(rows) {
         let mut conns: Vec<u32> = summary
             .iter()
             .filter(|r| r.workload == workload)

@@ -10,7 +10,7 @@ use std::path::Path;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::profile::classify::Bucket;
+use crate::schema::Bucket;
 
 use super::font;
 use super::plot::{io, page, text_style, with_legend, Area, GRID_BOLD, GRID_LIGHT, INK, MUTED};
@@ -20,8 +20,11 @@ use super::RunInfo;
 /// second line under its name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MigrationBar {
+    /// The server's name under its bar.
     pub variant: String,
+    /// Share of the samples per bucket, percent.
     pub shares: Vec<(Bucket, f64)>,
+    /// A second line under the name (e.g. syscalls per request).
     pub caption: Option<String>,
 }
 

@@ -8,39 +8,22 @@
 
 pub mod csv;
 mod font;
-mod format;
+mod looks;
 mod markdown;
 mod migration;
 mod plot;
-pub mod summarize;
-mod variants;
+pub mod sections;
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::bench::schema::BenchRow;
-use crate::machine::Machine;
-use crate::profile::summary::existing_section;
+use crate::schema::medians;
+use crate::schema::BenchRow;
+use sections::existing_section;
 
+pub use crate::schema::RunInfo;
 pub use migration::{colour as bucket_colour, render as render_migration, MigrationBar};
-
-/// Report order of two server names: the variants in architecture order,
-/// unknown names after them, nginx last.
-pub fn variant_order(a: &str, b: &str) -> std::cmp::Ordering {
-    variants::cmp(a, b)
-}
-
-/// What a report says about the run besides its rows.
-#[derive(Debug, Clone)]
-pub struct RunInfo {
-    pub machine: Machine,
-    /// Settings as (name, value) pairs, shown in summary.md and under each plot
-    /// (e.g. ("duration", "5s"), ("trials", "3"), ("server CPUs", "0"), ("client", "loadgen -t1")).
-    pub settings: Vec<(String, String)>,
-    /// Connection count of the CPU-per-request chart.
-    pub cpu_chart_connections: u32,
-}
 
 /// Write every report file for `rows` into `dir`; returns the paths written.
 ///
@@ -63,13 +46,13 @@ pub fn write_all(dir: &Path, rows: &[BenchRow], info: &RunInfo) -> io::Result<Ve
     self::csv::write_rows(&bench, rows)?;
     written.push(bench);
 
-    let summary = summarize::summarize(rows);
+    let summary = medians::summarize(rows);
     let summary_csv = dir.join("summary.csv");
     self::csv::write_rows(&summary_csv, &summary)?;
     written.push(summary_csv);
 
     let mut charts = Vec::new();
-    for workload in summarize::workloads(rows) {
+    for workload in medians::workloads(rows) {
         let drawn = plot::render_workload(dir, &workload, &summary, info)?;
         written.extend(drawn.iter().map(|c| dir.join(&c.file_name)));
         charts.push((workload, drawn));

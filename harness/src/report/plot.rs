@@ -16,11 +16,12 @@ use plotters::element::{ComposedElement, DashedPathElement};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::bench::schema::SummaryRow;
+use crate::catalog;
+use crate::format;
+use crate::schema::SummaryRow;
 
 use super::font::{self, FAMILY};
-use super::format;
-use super::variants::{self, Line, Look, Marker};
+use super::looks::{self, Line, Look, Marker};
 use super::RunInfo;
 
 /// Size of every chart, pixels.
@@ -156,20 +157,20 @@ impl<'r> Series<'r> {
     /// Rows arrive in report order (variant, connections, client).
     fn collect(rows: &[&'r SummaryRow]) -> Vec<Series<'r>> {
         let multi_client = rows.iter().any(|r| r.client != rows[0].client);
-        let unknown = variants::unknown_names(rows.iter().map(|r| r.variant.as_str()));
+        let unknown = looks::unknown_names(rows.iter().map(|r| r.variant.as_str()));
         let mut keys: Vec<(&str, &str)> = Vec::new();
         for r in rows {
             if !keys.contains(&(&r.variant, &r.client)) {
                 keys.push((&r.variant, &r.client));
             }
         }
-        keys.sort_by(|a, b| variants::cmp(a.0, b.0).then_with(|| a.1.cmp(b.1)));
+        keys.sort_by(|a, b| catalog::cmp(a.0, b.0).then_with(|| a.1.cmp(b.1)));
         let mut clients: Vec<&str> = rows.iter().map(|r| r.client.as_str()).collect();
         clients.sort_unstable();
         clients.dedup();
         keys.into_iter()
             .map(|(variant, client)| {
-                let mut look = variants::look(variant, &unknown);
+                let mut look = looks::look(variant, &unknown);
                 // Same colour and marker for one variant under every client;
                 // the lines of the second and later clients are dotted.
                 if clients.first() != Some(&client) {

@@ -367,7 +367,7 @@ pub fn decode_histogram(b64: &str) -> Result<hdrhistogram::Histogram<u64>, Strin
 /// Parse a wrk time value (`631.00us`, `5.00ms`, `1.20s`, `2.00m`) into µs:
 /// the bench runner's parser, which reads wrk's report the same way.
 #[allow(unused_imports)] // not every test binary that includes this module reads wrk output
-pub use harness::bench::client::wrk_time_us as parse_wrk_time_us;
+pub use harness::format::wrk::parse_time_us as parse_wrk_time_us;
 
 /// Parse a wrk count (`80.00k`, `1.50M`, `12.00`).
 pub fn parse_wrk_count(s: &str) -> Option<f64> {

@@ -18,8 +18,11 @@ use super::process;
 pub struct ServerCmd {
     /// `epoll`, `nginx`, ...: for messages.
     pub name: String,
+    /// The binary.
     pub program: PathBuf,
+    /// Its arguments.
     pub args: Vec<OsString>,
+    /// The CPUs it is confined to (before exec, so every thread and child inherits them).
     pub cpus: Vec<usize>,
     /// The port when fixed in advance (nginx); None: read it from the
     /// `listening on ADDR:PORT` line the variants print first.
@@ -34,7 +37,12 @@ pub enum StartError {
     /// Ctrl-C while waiting.
     Interrupted,
     /// What went wrong, and the tail of its stderr (and extra log).
-    Failed { why: String, tail: String },
+    Failed {
+        /// What went wrong.
+        why: String,
+        /// The end of its stderr, where the reason usually is.
+        tail: String,
+    },
 }
 
 /// How a stop went.
@@ -50,9 +58,12 @@ pub enum Stopped {
     AlreadyGone(ExitStatus),
 }
 
+/// A server under test, started and ready; dropping it kills what is left of it.
 pub struct Server {
+    /// `epoll`, `nginx`, ...: for messages.
     pub name: String,
     child: Child,
+    /// The port it listens on.
     pub port: u16,
     stderr_path: PathBuf,
     extra_log: Option<PathBuf>,
@@ -108,10 +119,12 @@ impl Server {
         Ok(server)
     }
 
+    /// The server's pid (its process group id too).
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
+    /// 127.0.0.1 and its port.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
@@ -126,6 +139,7 @@ impl Server {
         self.gone
     }
 
+    /// Whether it is still running (it may die under load).
     pub fn is_running(&mut self) -> bool {
         self.exit_status().is_none()
     }

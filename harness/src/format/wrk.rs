@@ -1,5 +1,6 @@
 //! wrk's number formatting (units.c), reproduced digit for digit so scripts
-//! that scrape wrk's report read ours unchanged.
+//! that scrape wrk's report read loadgen's unchanged, and the reverse:
+//! reading wrk's time values back when its report is parsed.
 
 /// A family of units: `base` below `scale * 0.85`, then each of `units` in
 /// turn. As in wrk, the last entry of `units` is never chosen (wrk's loop
@@ -82,6 +83,25 @@ pub fn padded(msg: &str, width: usize) -> String {
     }
     let w = width - pad;
     format!("{msg:>w$.w$}{}", &"  "[..pad])
+}
+
+/// wrk's time values (`631.00us`, `5.00ms`, `1.20s`, `2.00m`, `1.00h`) in µs.
+pub fn parse_time_us(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("us") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix("ms") {
+        (n, 1e3)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1e6)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60e6)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3600e6)
+    } else {
+        return None;
+    };
+    num.parse::<f64>().ok().map(|v| v * mult)
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ pub enum Workload {
 }
 
 impl Workload {
+    /// Every workload, in the order `--help` lists them.
     pub const ALL: [Workload; 5] = [
         Workload::Plaintext,
         Workload::Json,
@@ -92,6 +93,7 @@ pub struct Docroot {
 }
 
 impl Docroot {
+    /// Create the docroot and its files.
     pub fn create() -> io::Result<Docroot> {
         let dir = tempfile::Builder::new().prefix("bench-www.").tempdir()?;
         let write = |name: &str, data: &[u8]| -> io::Result<()> {
@@ -111,6 +113,7 @@ impl Docroot {
         Ok(Docroot { dir })
     }
 
+    /// The docroot's directory.
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

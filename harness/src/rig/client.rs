@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::process;
 use super::server::tail_of;
+use crate::format::wrk::parse_time_us;
 
 /// Which load generator drives the sweep.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -24,6 +25,7 @@ pub enum ClientKind {
 }
 
 impl ClientKind {
+    /// The name in the results and on the command line.
     pub fn name(self) -> &'static str {
         match self {
             ClientKind::Loadgen => "loadgen",
@@ -35,8 +37,11 @@ impl ClientKind {
 /// The client program and where it runs.
 #[derive(Debug, Clone)]
 pub struct Client {
+    /// loadgen or wrk: decides the command line and how the result is read.
     pub kind: ClientKind,
+    /// The binary.
     pub program: PathBuf,
+    /// Where it is pinned: never the server's CPUs.
     pub cpus: Vec<usize>,
     /// `-t`: at most this many threads (never more than connections).
     pub threads: usize,
@@ -47,25 +52,35 @@ pub struct Client {
 /// One load: where, how many connections, how long, how deep a pipeline.
 #[derive(Debug, Clone)]
 pub struct Load {
+    /// The full URL requested.
     pub url: String,
+    /// Its path (wrk's pipeline script needs it apart).
     pub path: String,
+    /// Open connections.
     pub connections: u32,
+    /// Length of the load.
     pub duration: Duration,
+    /// Requests written back to back per connection (1 = no pipelining).
     pub pipeline: usize,
 }
 
 /// Error counts by kind (a request or connection counted once).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
 pub struct Errors {
+    /// Connections that could not be opened.
     pub connect: u64,
+    /// Reads that failed (resets included).
     pub read: u64,
+    /// Writes that failed.
     pub write: u64,
+    /// Requests without an answer in time.
     pub timeout: u64,
     /// Responses outside 200-399.
     pub status: u64,
 }
 
 impl Errors {
+    /// Every error, whatever its kind.
     pub fn total(&self) -> u64 {
         self.connect + self.read + self.write + self.timeout + self.status
     }
@@ -92,17 +107,26 @@ impl Errors {
 pub struct Measured {
     /// Completed responses (any status).
     pub requests: u64,
+    /// Measured length of the load, seconds.
     pub duration_s: f64,
+    /// Completed responses per second.
     pub req_per_s: f64,
+    /// Median latency, µs.
     pub p50_us: f64,
+    /// 90th percentile latency, µs.
     pub p90_us: f64,
+    /// 99th percentile latency, µs.
     pub p99_us: f64,
+    /// 99.9th percentile latency, µs.
     pub p99_9_us: f64,
+    /// Highest latency, µs.
     pub max_us: f64,
+    /// Failures by kind.
     pub errors: Errors,
 }
 
 #[derive(Debug)]
+/// Why a client run gave no measurement.
 pub enum ClientError {
     /// Ctrl-C during the run (the client was stopped).
     Interrupted,
@@ -235,6 +259,7 @@ pub struct RunningClient {
 }
 
 impl RunningClient {
+    /// The client's pid (perf and the profiler watch it).
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -403,7 +428,7 @@ pub fn parse_wrk(text: &str) -> Result<Measured, String> {
         if in_dist {
             match w.as_slice() {
                 [p, v] if p.ends_with('%') => {
-                    let us = wrk_time_us(v);
+                    let us = parse_time_us(v);
                     match *p {
                         "50%" => m.p50_us = us.unwrap_or(0.0),
                         "90%" => m.p90_us = us.unwrap_or(0.0),
@@ -416,12 +441,12 @@ pub fn parse_wrk(text: &str) -> Result<Measured, String> {
             }
         }
         if w.first() == Some(&"Latency") && w.len() >= 4 {
-            m.max_us = wrk_time_us(w[3]).unwrap_or(0.0);
+            m.max_us = parse_time_us(w[3]).unwrap_or(0.0);
         } else if w.len() >= 5 && w[1] == "requests" && w[2] == "in" {
             m.requests = w[0]
                 .parse()
                 .map_err(|_| format!("bad request count in {t:?}"))?;
-            m.duration_s = wrk_time_us(w[3].trim_end_matches(','))
+            m.duration_s = parse_time_us(w[3].trim_end_matches(','))
                 .map(|us| us / 1e6)
                 .unwrap_or(0.0);
             seen_requests = true;
@@ -475,25 +500,6 @@ pub fn parse_wrk(text: &str) -> Result<Measured, String> {
     }
     m.p99_9_us = m.max_us;
     Ok(m)
-}
-
-/// wrk's time values (`631.00us`, `5.00ms`, `1.20s`, `2.00m`, `1.00h`) in µs.
-pub fn wrk_time_us(s: &str) -> Option<f64> {
-    let s = s.trim();
-    let (num, mult) = if let Some(n) = s.strip_suffix("us") {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix("ms") {
-        (n, 1e3)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1e6)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60e6)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3600e6)
-    } else {
-        return None;
-    };
-    num.parse::<f64>().ok().map(|v| v * mult)
 }
 
 #[cfg(test)]

@@ -6,20 +6,25 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use crate::bench::schema::{BenchRow, SummaryRow};
+use crate::catalog;
 
-use super::variants;
+use super::{BenchRow, SummaryRow};
 
 /// The identity of one point of the sweep.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PointKey {
+    /// The server.
     pub variant: String,
+    /// The workload.
     pub workload: String,
+    /// Connections.
     pub connections: u32,
+    /// The load generator (points driven by different clients are not merged).
     pub client: String,
 }
 
 impl PointKey {
+    /// The point a row belongs to.
     pub fn of(row: &BenchRow) -> PointKey {
         PointKey {
             variant: row.variant.clone(),
@@ -62,7 +67,7 @@ pub fn group(rows: &[BenchRow]) -> Vec<(PointKey, Vec<&BenchRow>)> {
     groups.sort_by(|(a, _), (b, _)| {
         workload_rank(&a.workload)
             .cmp(&workload_rank(&b.workload))
-            .then_with(|| variants::cmp(&a.variant, &b.variant))
+            .then_with(|| catalog::cmp(&a.variant, &b.variant))
             .then_with(|| a.connections.cmp(&b.connections))
             .then_with(|| a.client.cmp(&b.client))
     });
@@ -123,8 +128,11 @@ pub fn total_errors(row: &BenchRow) -> u64 {
 /// CPU microseconds per request of one trial.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CpuPerReq {
+    /// User + system CPU µs per request.
     pub total: f64,
+    /// User CPU µs per request.
     pub user: f64,
+    /// System CPU µs per request.
     pub system: f64,
 }
 

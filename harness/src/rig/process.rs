@@ -1,4 +1,4 @@
-//! The process plumbing the bench runner needs: children pinned to CPUs in
+//! The process plumbing every measurement needs: children pinned to CPUs in
 //! their own process group (so a terminal Ctrl-C reaches the runner alone,
 //! which then stops them in order), killed with the runner if it dies;
 //! the Ctrl-C flag; the fd limit; the runner's own CPU mask.
@@ -43,6 +43,15 @@ pub fn confine(cmd: &mut Command, cpus: &[usize]) -> io::Result<()> {
 }
 
 pub use affinity::allowed_cpus;
+
+/// `name` on PATH, the way a shell would find it.
+pub fn find_on_path(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
 
 /// Send `sig` to the process group `pgid` (a child started with [`confine`]
 /// leads its own group, whose id is its pid).
@@ -125,40 +134,9 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
-/// Format a CPU list compactly: `[0, 1, 2, 5]` → `0-2,5`.
-pub fn format_cpus(cpus: &[usize]) -> String {
-    let mut sorted = cpus.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let mut parts = Vec::new();
-    let mut i = 0;
-    while i < sorted.len() {
-        let start = sorted[i];
-        let mut end = start;
-        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
-            i += 1;
-            end = sorted[i];
-        }
-        parts.push(if end > start {
-            format!("{start}-{end}")
-        } else {
-            start.to_string()
-        });
-        i += 1;
-    }
-    parts.join(",")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cpu_lists_format_compactly() {
-        assert_eq!(format_cpus(&[0]), "0");
-        assert_eq!(format_cpus(&[1, 0, 2, 5]), "0-2,5");
-        assert_eq!(format_cpus(&[0, 2, 4]), "0,2,4");
-    }
 
     #[test]
     fn this_process_may_run_somewhere() {

@@ -1,29 +1,32 @@
 //! How a server under test is started: a variant's command line (port 0,
-//! the shared docroot, pinned, its thread count and keep-alive policy) or
-//! nginx from its rendered config. Shared by `harness bench` and
-//! `harness profile`, so a profile looks at exactly the server the bench
-//! measured, started the same way.
+//! the shared docroot, pinned, its thread count and keep-alive policy from
+//! the catalog) or nginx from its rendered config. Shared by every
+//! subcommand, so a profile or a comparison looks at exactly the server the
+//! bench measured, started the same way.
 
 use std::ffi::OsString;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::cli::{Plan, NGINX};
+use crate::catalog::{self, NGINX};
+use crate::format;
+
+use super::cpus::Placement;
 use super::nginx;
-use super::process::{self, format_cpus};
+use super::process;
 use super::server::{http_get, Server, ServerCmd, StartError};
 use super::workload::Workload;
 
-/// `--keepalive-requests` for the event-driven variants: no cap, like
-/// nginx's keepalive_requests 1000000.
-pub const NO_KEEPALIVE_CAP: &str = "0";
-/// nginx's keepalive_requests in the template.
-pub const NGINX_KEEPALIVE_REQUESTS: &str = "1000000";
-
-/// Starts servers as a plan says.
+/// Starts servers where a placement says.
 pub struct Launcher<'a> {
-    pub plan: &'a Plan,
+    /// Server CPUs and threads.
+    pub placement: &'a Placement,
+    /// Where the variants' binaries are.
+    pub bin_dir: &'a Path,
+    /// The highest connection count the servers will see (nginx's
+    /// worker_connections must exceed it).
+    pub max_conns: u32,
     /// The docroot every server serves its static files from.
     pub docroot: &'a Path,
     /// None when nginx is not installed (starting it is then an error).
@@ -40,7 +43,12 @@ pub enum LaunchError {
     /// Ctrl-C while waiting for it.
     Interrupted,
     /// It was started but never became ready: why, and its stderr tail.
-    Failed { why: String, tail: String },
+    Failed {
+        /// What went wrong.
+        why: String,
+        /// The end of its stderr, where the reason usually is.
+        tail: String,
+    },
 }
 
 /// A started server and, for nginx, the prefix directory its config lives
@@ -74,17 +82,16 @@ impl Launcher<'_> {
     /// How to start `name`; for nginx also its rendered prefix (kept alive
     /// by the caller while nginx runs).
     pub fn command(&self, name: &str) -> Result<(ServerCmd, Option<nginx::Prefix>), String> {
-        let plan = self.plan;
+        let placement = self.placement;
         if name == NGINX {
             let bin = self.nginx_bin.clone().ok_or(nginx::INSTALL_HINT)?;
             let port = free_port().map_err(|e| format!("finding a free port: {e}"))?;
-            let highest = *plan.conns.iter().max().unwrap_or(&1) as u64;
             let settings = nginx::Settings {
                 port,
                 root: self.docroot,
-                workers: plan.threads,
-                cpus: &plan.server_cpus,
-                min_connections: highest + 256,
+                workers: placement.server_threads(NGINX),
+                cpus: &placement.server_cpus,
+                min_connections: u64::from(self.max_conns.max(1)) + 256,
                 max_nofile: (!process::is_root()).then_some(self.nofile_hard),
                 as_root: process::is_root(),
             };
@@ -95,13 +102,19 @@ impl Launcher<'_> {
                 name: name.to_string(),
                 program: bin,
                 args: prefix.start_args(),
-                cpus: plan.server_cpus.clone(),
+                cpus: placement.server_cpus.clone(),
                 port: Some(port),
                 extra_log: Some(prefix.error_log.clone()),
             };
             return Ok((cmd, Some(prefix)));
         }
-        let program = plan.bin_dir.join(name);
+        let variant = catalog::variant(name).ok_or_else(|| {
+            format!(
+                "unknown server {name:?}: pick one of {}",
+                catalog::choices()
+            )
+        })?;
+        let program = self.bin_dir.join(name);
         if !program.is_file() {
             return Err(format!(
                 "{} not found: build the variants with `cargo build --release -p servers --bins` \
@@ -115,26 +128,20 @@ impl Launcher<'_> {
             "--root".into(),
             self.docroot.into(),
             "--cpus".into(),
-            format_cpus(&plan.server_cpus).into(),
+            format::cpus(&placement.server_cpus).into(),
         ];
-        if Plan::is_multithreaded(name) {
-            args.extend([
-                "--threads".into(),
-                plan.server_threads(name).to_string().into(),
-            ]);
-        }
-        // The threadpool's request cap is what rotates its workers among
-        // clients (part of its model); blocking serves one request per
-        // connection whatever the flag says.
-        if !matches!(name, "threadpool" | "blocking") {
-            args.extend(["--keepalive-requests".into(), NO_KEEPALIVE_CAP.into()]);
-        }
+        let threads = placement.server_threads(name);
+        args.extend(
+            catalog::startup_flags(variant, threads)
+                .into_iter()
+                .map(OsString::from),
+        );
         Ok((
             ServerCmd {
                 name: name.to_string(),
                 program,
                 args,
-                cpus: plan.server_cpus.clone(),
+                cpus: placement.server_cpus.clone(),
                 port: None,
                 extra_log: None,
             },

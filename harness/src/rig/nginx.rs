@@ -2,7 +2,7 @@
 //! into a throwaway prefix, and build its command lines (DESIGN §6).
 //!
 //! The template's placeholders (`@PREFIX@`, `@PORT@`, `@ROOT@`, `@WORKERS@`,
-//! `@USER@`) are shared with `scripts/bench-vs-nginx`; what only this runner
+//! `@USER@`) are the template's own contract; what only this runner
 //! needs is done by editing the rendered lines instead (CPU affinity, the
 //! connection and file limits), so the template stays valid for both.
 
@@ -59,7 +59,9 @@ pub fn version(bin: &Path) -> Option<String> {
 /// What a rendered configuration needs to know.
 #[derive(Debug, Clone)]
 pub struct Settings<'a> {
+    /// The port to listen on (127.0.0.1 only).
     pub port: u16,
+    /// The shared docroot, so nginx serves the same bytes as the variants.
     pub root: &'a Path,
     /// worker_processes.
     pub workers: usize,
@@ -175,7 +177,9 @@ fn affinity_masks(workers: usize, cpus: &[usize]) -> String {
 /// pid, lock and temp paths all inside); removed when dropped.
 pub struct Prefix {
     dir: TempDir,
+    /// The rendered nginx.conf.
     pub conf: PathBuf,
+    /// nginx's error log, shown when it fails.
     pub error_log: PathBuf,
 }
 
@@ -195,6 +199,7 @@ impl Prefix {
         })
     }
 
+    /// The prefix directory.
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

@@ -1,0 +1,94 @@
+//! The buckets a profile's samples fall into (DESIGN §7): part of the
+//! result schema because `buckets.csv`, the profile section of summary.md
+//! and the bottleneck-migration chart all name them, while only
+//! [`crate::profile::classify`] decides which sample goes where.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a sample's CPU time went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Bucket {
+    /// The server's own code (Rust std included: it is linked into the app).
+    App,
+    /// libc (syscall wrappers, mem*/str*), the allocators, the vDSO.
+    LibcAlloc,
+    /// Kernel copies and fills, user copies and their hardening checks.
+    Memcpy,
+    /// Context switches, wake-ups, run-queue bookkeeping.
+    Scheduler,
+    /// Futexes, spinning on kernel locks, mutexes and semaphores.
+    FutexLocks,
+    /// epoll_wait/epoll_ctl and readiness callbacks.
+    Epoll,
+    /// The file layer: read/write/writev on a socket fd, fd tables, socket
+    /// files, inodes and dentries created and freed, sendfile and splice.
+    VfsSendfile,
+    /// Sockets, TCP, IP, the loopback device, skb management, softirq RX.
+    TcpIp,
+    /// Kernel entry and exit around every syscall.
+    SyscallEntry,
+    /// fork/exec/exit and address-space work (page faults, mmap).
+    Process,
+    /// Kernel samples no rule names (see the module docs).
+    OtherKernel,
+}
+
+impl Bucket {
+    /// Every bucket in stacking order: user space first (the bottom of a
+    /// bar), then the kernel, the catch-all last.
+    pub const ALL: [Bucket; 11] = [
+        Bucket::App,
+        Bucket::LibcAlloc,
+        Bucket::Memcpy,
+        Bucket::Scheduler,
+        Bucket::FutexLocks,
+        Bucket::Epoll,
+        Bucket::VfsSendfile,
+        Bucket::TcpIp,
+        Bucket::SyscallEntry,
+        Bucket::Process,
+        Bucket::OtherKernel,
+    ];
+
+    /// The name used in CSV files, tables and legends.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bucket::App => "app",
+            Bucket::LibcAlloc => "libc/alloc",
+            Bucket::Memcpy => "memcpy",
+            Bucket::Scheduler => "scheduler",
+            Bucket::FutexLocks => "futex/locks",
+            Bucket::Epoll => "epoll",
+            Bucket::VfsSendfile => "VFS/sendfile",
+            Bucket::TcpIp => "TCP/IP",
+            Bucket::SyscallEntry => "syscall entry/exit",
+            Bucket::Process => "process",
+            Bucket::OtherKernel => "other kernel",
+        }
+    }
+
+    /// The bucket named `name` in a CSV file, if any.
+    pub fn from_name(name: &str) -> Option<Bucket> {
+        Bucket::ALL.into_iter().find(|b| b.name() == name)
+    }
+
+    /// Whether the bucket's samples were taken in the kernel.
+    pub fn is_kernel(self) -> bool {
+        !matches!(self, Bucket::App | Bucket::LibcAlloc)
+    }
+
+    /// `user` or `kernel`.
+    pub fn space(self) -> &'static str {
+        if self.is_kernel() {
+            "kernel"
+        } else {
+            "user"
+        }
+    }
+}
+
+impl std::fmt::Display for Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
