@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::MetadataExt;
 
 use crate::sys;
@@ -73,7 +73,10 @@ fn hex(c: u8) -> Option<u8> {
 /// symlink leading outside is skipped). Read once at start-up, as nginx
 /// reads its server blocks, so a request costs a map lookup rather than an
 /// `openat2` on every static file; adding a host takes a restart.
-pub fn vhost_dirs(root_path: &std::path::Path, root: RawFd) -> io::Result<HashMap<String, File>> {
+pub fn vhost_dirs(
+    root_path: &std::path::Path,
+    root: BorrowedFd<'_>,
+) -> io::Result<HashMap<String, File>> {
     let mut hosts = HashMap::new();
     for entry in std::fs::read_dir(root_path)? {
         let entry = entry?;
@@ -118,7 +121,7 @@ pub fn vhost_name(host: &str) -> Option<String> {
 
 /// Resolve a request path (still percent-encoded, starting with `/`) to a
 /// file under the directory `root`.
-pub fn resolve(root: RawFd, path: &str) -> Resolved {
+pub fn resolve(root: BorrowedFd<'_>, path: &str) -> Resolved {
     let Some(decoded) = percent_decode(path) else {
         return Resolved::BadPath;
     };
@@ -176,7 +179,7 @@ fn regular(file: File, meta: &std::fs::Metadata, rel: &[u8]) -> Resolved {
     }
 }
 
-fn open(root: RawFd, rel: &[u8]) -> Result<File, Resolved> {
+fn open(root: BorrowedFd<'_>, rel: &[u8]) -> Result<File, Resolved> {
     let Ok(c) = CString::new(rel) else {
         return Err(Resolved::BadPath);
     };

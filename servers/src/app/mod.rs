@@ -17,7 +17,7 @@
 use std::fs::File;
 use std::io;
 use std::net::SocketAddrV4;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -218,7 +218,7 @@ impl App {
                 format!("--root {} is not a directory", root.display()),
             ));
         }
-        let vhosts = files::vhost_dirs(root, dir.as_raw_fd()).map_err(|e| {
+        let vhosts = files::vhost_dirs(root, dir.as_fd()).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("--root {}: listing virtual hosts: {e}", root.display()),
@@ -380,7 +380,7 @@ impl App {
             _ => None,
         };
         let root = vhost.unwrap_or(&self.root);
-        let (file, size, mtime, ctype) = match files::resolve(root.as_raw_fd(), path) {
+        let (file, size, mtime, ctype) = match files::resolve(root.as_fd(), path) {
             Resolved::File {
                 file,
                 size,
