@@ -21,9 +21,13 @@ pub enum Resolved {
     /// Content-Type (from the name of the file actually opened, so a
     /// directory's index.html is text/html).
     File {
+        /// The file opened beneath the root (kept open to be sent from).
         file: File,
+        /// Its size in bytes, from the same `fstat` as the rest.
         size: u64,
+        /// Last modification, Unix seconds (Last-Modified, conditional GET).
         mtime: i64,
+        /// The Content-Type.
         mime: &'static str,
     },
     /// A directory named without its trailing slash: redirect to this path.
@@ -225,7 +229,12 @@ pub enum Range {
     /// No usable range (absent, malformed, or several ranges): send it all.
     Full,
     /// Send bytes `start..=end`.
-    Part { start: u64, end: u64 },
+    Part {
+        /// First byte sent.
+        start: u64,
+        /// Last byte sent (inclusive, as in `Content-Range`).
+        end: u64,
+    },
     /// Nothing of the file matches (416).
     Unsatisfiable,
 }

@@ -12,8 +12,9 @@
 //! before the socket was drained (the connection did not want input: a
 //! deferred response, a backlog of output) and reads again once it does.
 //!
-//! Timeouts are a sweep over all connections every [`SWEEP_MS`], which is
-//! O(connections) once per sweep rather than timer bookkeeping per request.
+//! Timeouts are a sweep over all connections every `SWEEP_MS` (250 ms),
+//! which is O(connections) once per sweep rather than timer bookkeeping per
+//! request.
 //!
 //! With an offload [`Handle`], blocking jobs run on the worker pool and come
 //! back through the handle's eventfd; without one they run inline and the

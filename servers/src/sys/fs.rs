@@ -118,7 +118,9 @@ pub fn unlink_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
 /// An advisory `flock(2)` lock mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lock {
+    /// `LOCK_SH`: several holders at once (instances sharing a store).
     Shared,
+    /// `LOCK_EX`: one holder (sole use, or rotating a shared file).
     Exclusive,
 }
 

@@ -152,6 +152,8 @@ pub fn poll(fds: &mut [PollFd], timeout_ms: i32) -> io::Result<usize> {
 pub struct SigSet(libc::sigset_t);
 
 impl SigSet {
+    /// No signal: the mask a child gets before exec, so a script starts
+    /// with nothing blocked whatever the server's threads had blocked.
     pub fn empty() -> SigSet {
         // SAFETY: sigset_t is plain data; sigemptyset initialises it.
         let mut set: libc::sigset_t = unsafe { mem::zeroed() };
@@ -170,6 +172,7 @@ impl SigSet {
         SigSet(set)
     }
 
+    /// Add the signal numbered `sig` (e.g. [`SIGPIPE`]).
     pub fn add(&mut self, sig: i32) {
         // SAFETY: `self.0` is an initialised sigset_t; an invalid `sig`
         // only makes sigaddset return EINVAL, which leaves the set as is.
@@ -261,6 +264,8 @@ pub struct CStrArray {
 }
 
 impl CStrArray {
+    /// Own `strings` and the pointer array `execve` wants, so the child of a
+    /// fork can pass them without building anything.
     pub fn new(strings: Vec<CString>) -> CStrArray {
         let mut ptrs: Vec<*const libc::c_char> = strings.iter().map(|s| s.as_ptr()).collect();
         ptrs.push(ptr::null());
@@ -555,6 +560,7 @@ impl Child {
         }
     }
 
+    /// The child's pid (also its process group id), for signalling it.
     pub fn pid(&self) -> i32 {
         self.pid
     }
