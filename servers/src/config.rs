@@ -4,7 +4,7 @@
 
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -165,7 +165,7 @@ impl Listening {
         let shutdown =
             sys::signal::install().map_err(|e| context(e, "installing signal handlers"))?;
         let listener = bind(&opts, opts.port, reuse_port)?;
-        let local = sys::socket::local_addr(listener.as_raw_fd())?;
+        let local = sys::socket::local_addr(listener.as_fd())?;
         let listening = Listening {
             variant,
             opts,

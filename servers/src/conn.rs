@@ -10,8 +10,8 @@
 //! completion queue (io_uring) drive the same machine; they differ only in
 //! who calls it and when, and in which syscalls move the bytes.
 //!
-//! Where the connection is in its life is one [`Phase`]; whether the client
-//! may still send is the separate [`Input`] (a client can half-close in any
+//! Where the connection is in its life is one `Phase`; whether the client
+//! may still send is the separate `Input` (a client can half-close in any
 //! phase).
 
 use std::net::SocketAddrV4;

@@ -15,6 +15,7 @@
 //! - [`sys`]: thin safe wrappers over libc, used by all of the above; the
 //!   only place with `unsafe` syscalls.
 #![deny(clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs)]
 
 pub mod app;
 pub mod config;

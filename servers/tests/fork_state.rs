@@ -7,6 +7,7 @@
 //! multi-threaded process must not allocate or take locks. A child reports
 //! through its exit code.
 
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use servers::app::stats::Stats;
@@ -69,11 +70,9 @@ fn sigterm_reaches_a_forked_child_blocked_in_a_syscall() {
             return 3;
         }
         let _parked = shutdown.register_blocking_thread();
-        let _ = servers::sys::io::write(std::os::fd::AsRawFd::as_raw_fd(&ready_write), b"r");
+        let _ = servers::sys::io::write(ready_write.as_fd(), b"r");
         let deadline_ms = 10_000;
-        let mut fds = [PollFd::readable(std::os::fd::AsRawFd::as_raw_fd(
-            &quiet_read,
-        ))];
+        let mut fds = [PollFd::readable(quiet_read.as_fd())];
         // Nothing is ever written to the pipe: only a signal ends the wait.
         match process::poll(&mut fds, deadline_ms) {
             Err(_) if shutdown.requested() => 0,
@@ -82,7 +81,7 @@ fn sigterm_reaches_a_forked_child_blocked_in_a_syscall() {
     });
     drop(ready_write);
     let mut byte = [0u8; 1];
-    let got = servers::sys::io::read(std::os::fd::AsRawFd::as_raw_fd(&ready_read), &mut byte);
+    let got = servers::sys::io::read(ready_read.as_fd(), &mut byte);
     assert_eq!(got.unwrap(), 1, "the child did not start");
     // The child is now in (or about to enter) its poll. A signal landing
     // just before it blocks is caught by a kick (SIGUSR1, which only

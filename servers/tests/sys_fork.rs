@@ -12,7 +12,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -87,16 +87,16 @@ fn a_file_descriptor_passed_to_a_child_reads_and_writes_the_same_file() {
             return 2;
         }
         let mut buf = [0u8; 64];
-        let Ok(got) = io::read(file.as_raw_fd(), &mut buf) else {
+        let Ok(got) = io::read(file.as_fd(), &mut buf) else {
             return 3;
         };
         // The open file's offset is shared: this lands after what was read.
-        match io::write(file.as_raw_fd(), REPLY) {
+        match io::write(file.as_fd(), REPLY) {
             Ok(n) if n == REPLY.len() => {}
             _ => return 4,
         }
         // Report what was read back over the socket pair.
-        match io::send(child_end.as_raw_fd(), &buf[..got], false) {
+        match io::send(child_end.as_fd(), &buf[..got], false) {
             Ok(_) => 0,
             Err(_) => 5,
         }
@@ -134,23 +134,23 @@ fn a_connected_tcp_socket_passed_to_a_child_is_answered_by_it() {
             return 1;
         };
         let mut req = [0u8; 16];
-        match io::read(conn.as_raw_fd(), &mut req) {
+        match io::read(conn.as_fd(), &mut req) {
             Ok(4) if &req[..4] == b"ping" => {}
             _ => return 2,
         }
-        match io::send(conn.as_raw_fd(), ANSWER, false) {
+        match io::send(conn.as_fd(), ANSWER, false) {
             Ok(n) if n == ANSWER.len() => 0,
             _ => 3,
         }
     });
     drop(child_end);
     let listener = listen_tcp(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0), 16, false).unwrap();
-    let addr = local_addr(listener.as_raw_fd()).unwrap();
+    let addr = local_addr(listener.as_fd()).unwrap();
     let mut client = TcpStream::connect(addr).unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let (conn, peer) = accept(listener.as_raw_fd(), false).unwrap();
+    let (conn, peer) = accept(listener.as_fd(), false).unwrap();
     assert_eq!(
         peer,
         client.local_addr().unwrap().to_string().parse().unwrap()
@@ -169,7 +169,7 @@ fn a_connected_tcp_socket_passed_to_a_child_is_answered_by_it() {
 #[test]
 fn a_socket_pair_survives_fork_for_plain_messages_too() {
     let (parent_end, child_end) = unix::socketpair(SocketKind::Stream).unwrap();
-    let child = spawn(|| match io::send(child_end.as_raw_fd(), b"ready", false) {
+    let child = spawn(|| match io::send(child_end.as_fd(), b"ready", false) {
         Ok(5) => 0,
         _ => 1,
     });

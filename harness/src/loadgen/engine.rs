@@ -23,7 +23,7 @@
 
 use std::io;
 use std::net::SocketAddrV4;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -414,17 +414,12 @@ impl<'a> Worker<'a> {
         }
     }
 
-    fn raw_fd(&self, slot: usize) -> RawFd {
-        self.conns[slot].fd.as_ref().map_or(-1, |fd| fd.as_raw_fd())
-    }
-
     // ---- connecting ------------------------------------------------------
 
     fn open(&mut self, slot: usize) {
         match socket::connect_nonblocking(self.plan.addr) {
             Ok(fd) => {
-                let raw = fd.as_raw_fd();
-                let _ = socket::set_nodelay(raw);
+                let _ = socket::set_nodelay(fd.as_fd());
                 let c = &mut self.conns[slot];
                 let token = (u64::from(c.gen) << 32) | slot as u64;
                 let interest = Interest::READABLE
@@ -449,7 +444,7 @@ impl<'a> Worker<'a> {
         if !ev.is_writable() && !failed {
             return;
         }
-        match socket::take_error(self.raw_fd(slot)) {
+        match socket_of(&self.conns[slot].fd).and_then(socket::take_error) {
             Ok(None) if !failed => self.on_connected(slot),
             Ok(None) => self.connect_failed(slot, libc::ECONNREFUSED),
             Ok(Some(e)) | Err(e) => self.connect_failed(slot, errno(&e)),
@@ -558,9 +553,8 @@ impl<'a> Worker<'a> {
             if c.write_off >= c.write_len {
                 return true;
             }
-            let fd = c.fd.as_ref().map_or(-1, |f| f.as_raw_fd());
             let bytes = &self.plan.request.bytes[c.write_off..c.write_len];
-            match sysio::send(fd, bytes, false) {
+            match socket_of(&c.fd).and_then(|fd| sysio::send(fd, bytes, false)) {
                 Ok(n) => {
                     c.write_off += n;
                     self.stats.bytes_written += n as u64;
@@ -610,8 +604,7 @@ impl<'a> Worker<'a> {
                 c.start = 0;
             }
             let space = c.buf.len() - c.end;
-            let fd = c.fd.as_ref().map_or(-1, |f| f.as_raw_fd());
-            match sysio::read(fd, &mut c.buf[c.end..]) {
+            match socket_of(&c.fd).and_then(|fd| sysio::read(fd, &mut c.buf[c.end..])) {
                 Ok(0) => {
                     self.on_eof(slot);
                     return;
@@ -826,6 +819,15 @@ fn doze_for(mean_latency_ns: u64, max_ns: u64) -> u64 {
     } else {
         0
     }
+}
+
+/// A connection's socket, borrowed for one syscall. A slot without one
+/// answers `EBADF`, as the syscall would on a closed descriptor, so the
+/// caller takes its usual error path (counted, then reopened).
+fn socket_of(fd: &Option<OwnedFd>) -> io::Result<BorrowedFd<'_>> {
+    fd.as_ref()
+        .map(|fd| fd.as_fd())
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))
 }
 
 fn errno(e: &io::Error) -> i32 {

@@ -72,7 +72,7 @@ use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -399,7 +399,7 @@ impl Output {
             }
         })?;
         let dir_path = parent.canonicalize().map_err(context)?;
-        let file = sys::fs::open_append_at(dir.as_raw_fd(), &sys::fs::cstring(&base)?, FILE_MODE)
+        let file = sys::fs::open_append_at(dir.as_fd(), &sys::fs::cstring(&base)?, FILE_MODE)
             .map_err(context)?;
         let meta = file.metadata().map_err(context)?;
         Ok(Output {
@@ -465,11 +465,8 @@ impl Output {
     }
 
     fn reopen(&mut self) -> io::Result<()> {
-        let file = sys::fs::open_append_at(
-            self.dir.as_raw_fd(),
-            &sys::fs::cstring(&self.base)?,
-            FILE_MODE,
-        )?;
+        let file =
+            sys::fs::open_append_at(self.dir.as_fd(), &sys::fs::cstring(&self.base)?, FILE_MODE)?;
         let meta = file.metadata()?;
         self.file = file;
         self.id = (meta.dev(), meta.ino());
@@ -551,7 +548,7 @@ impl Output {
     /// file cannot be opened, writing goes on into the old (renamed) one.
     /// Called under the directory lock.
     fn rotate(&mut self) -> io::Result<()> {
-        let dir = self.dir.as_raw_fd();
+        let dir = self.dir.as_fd();
         let current = sys::fs::cstring(&self.base)?;
         if self.keep == 0 {
             ignore_missing(sys::fs::unlink_at(dir, &current))?;
@@ -595,7 +592,7 @@ impl Output {
 /// its own (see the module docs); released when it is dropped.
 fn lock_dir(dir: &Path) -> io::Result<OwnedFd> {
     let fd = sys::fs::open_dir(dir)?;
-    sys::fs::flock(fd.as_raw_fd(), sys::fs::Lock::Exclusive)?;
+    sys::fs::flock(fd.as_fd(), sys::fs::Lock::Exclusive)?;
     Ok(fd)
 }
 

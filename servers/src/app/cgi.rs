@@ -99,13 +99,13 @@ use std::fmt;
 use std::fs::File;
 use std::io;
 use std::net::SocketAddrV4;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::sys;
-use crate::sys::process::{self, CStrArray, Child, Fork, PollFd, SigSet, WaitStatus};
+use crate::sys::process::{self, CStrArray, Child, FdSlot, Fork, PollFd, SigSet, WaitStatus};
 
 /// `SERVER_SOFTWARE`.
 pub const SERVER_SOFTWARE: &str = concat!("servers/", env!("CARGO_PKG_VERSION"));
@@ -118,7 +118,7 @@ const MAX_SCRIPT_HEADERS: usize = 100;
 
 /// Where the script's own descriptor is placed in the child: the first
 /// number after stdin/stdout/stderr; a `#!` interpreter opens `/dev/fd/3`.
-const SCRIPT_FD: RawFd = 3;
+const SCRIPT_FD: FdSlot = FdSlot::new(3);
 
 /// The directory scripts are executed from, opened once; every lookup is
 /// resolved beneath this descriptor, never by path.
@@ -140,8 +140,8 @@ impl CgiDir {
         Ok(CgiDir { dir })
     }
 
-    fn fd(&self) -> RawFd {
-        self.dir.as_raw_fd()
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
     }
 }
 
@@ -485,13 +485,15 @@ fn server_name(req: &CgiRequest) -> String {
 
 // ------------------------------------------------------------ the child
 
-/// What the child needs, all prepared before the fork.
+/// What the child needs, all prepared before the fork. The descriptors are
+/// borrowed from the parent's owners, which the child's copy of memory keeps
+/// open until it execs or exits (the parent closes its own copies only).
 struct ChildPlan<'a> {
-    dir: RawFd,
-    script: RawFd,
-    stdin: RawFd,
-    stdout: RawFd,
-    report: RawFd,
+    dir: BorrowedFd<'a>,
+    script: BorrowedFd<'a>,
+    stdin: BorrowedFd<'a>,
+    stdout: BorrowedFd<'a>,
+    report: BorrowedFd<'a>,
     argv: &'a CStrArray,
     envp: &'a CStrArray,
     unblocked: SigSet,
@@ -530,23 +532,31 @@ fn exec_child(p: &ChildPlan<'_>) -> ! {
     if let Err(e) = process::fchdir(p.dir) {
         fail(p.report, Step::Chdir, e);
     }
-    // Move every descriptor still needed above the numbers about to be
+    // Move every descriptor still needed above the slots about to be
     // assigned, so no dup2 below can overwrite one (the server may have
-    // closed its stdin, making a pipe end fd 0). The copies are
-    // close-on-exec and vanish at exec.
-    let report =
+    // closed its stdin, making a pipe end fd 0; from here on the plan's
+    // descriptors are not used, as one may now be another file). The copies
+    // are close-on-exec and vanish at exec; until then they live in this
+    // frame, which never returns (every path ends in exec or `_exit`), so
+    // none is closed while still needed.
+    let report_copy =
         process::dup_above(p.report, 10).unwrap_or_else(|e| fail(p.report, Step::MoveFds, e));
+    let report = report_copy.as_fd();
     let stdin = process::dup_above(p.stdin, 10).unwrap_or_else(|e| fail(report, Step::MoveFds, e));
     let stdout =
         process::dup_above(p.stdout, 10).unwrap_or_else(|e| fail(report, Step::MoveFds, e));
     let script =
         process::dup_above(p.script, 10).unwrap_or_else(|e| fail(report, Step::MoveFds, e));
-    for (from, to) in [(stdin, 0), (stdout, 1), (script, SCRIPT_FD)] {
+    for (from, to) in [
+        (stdin.as_fd(), FdSlot::STDIN),
+        (stdout.as_fd(), FdSlot::STDOUT),
+        (script.as_fd(), SCRIPT_FD),
+    ] {
         if let Err(e) = process::dup_onto(from, to) {
             fail(report, Step::Dup2, e);
         }
     }
-    if let Err(e) = process::ensure_inherited(2) {
+    if let Err(e) = process::ensure_inherited(FdSlot::STDERR) {
         fail(report, Step::Stderr, e);
     }
     if let Err(e) = process::setpgid(0, 0) {
@@ -555,7 +565,7 @@ fn exec_child(p: &ChildPlan<'_>) -> ! {
     process::reset_signal_dispositions();
     // Best effort (Linux 5.11+): descriptors the server opened without
     // close-on-exec must not reach the script.
-    let _ = process::mark_cloexec_from(SCRIPT_FD + 1);
+    let _ = process::mark_cloexec_from(SCRIPT_FD.next());
     if let Err(e) = process::set_signal_mask(&p.unblocked) {
         fail(report, Step::SignalMask, e);
     }
@@ -564,7 +574,7 @@ fn exec_child(p: &ChildPlan<'_>) -> ! {
 }
 
 /// Report `(step, errno)` to the parent and exit. Async-signal-safe.
-fn fail(report: RawFd, step: Step, e: io::Error) -> ! {
+fn fail(report: BorrowedFd<'_>, step: Step, e: io::Error) -> ! {
     let errno = e.raw_os_error().unwrap_or(0).to_ne_bytes();
     let msg = [step as u8, errno[0], errno[1], errno[2], errno[3]];
     let _ = sys::io::write(report, &msg);
@@ -601,14 +611,14 @@ fn execute(
     let (stdout_r, stdout_w) = process::pipe().map_err(|e| start_failed("pipe", e))?;
     let (report_r, report_w) = process::pipe().map_err(|e| start_failed("pipe", e))?;
     for fd in [&stdin_w, &stdout_r, &report_r] {
-        sys::socket::set_nonblocking(fd.as_raw_fd()).map_err(|e| start_failed("fcntl", e))?;
+        sys::socket::set_nonblocking(fd.as_fd()).map_err(|e| start_failed("fcntl", e))?;
     }
     let plan = ChildPlan {
         dir: dir.fd(),
-        script: script.as_raw_fd(),
-        stdin: stdin_r.as_raw_fd(),
-        stdout: stdout_w.as_raw_fd(),
-        report: report_w.as_raw_fd(),
+        script: script.as_fd(),
+        stdin: stdin_r.as_fd(),
+        stdout: stdout_w.as_fd(),
+        report: report_w.as_fd(),
         argv,
         envp,
         unblocked: SigSet::empty(),
@@ -644,7 +654,7 @@ fn execute(
         .map_err(|e| CgiError::BadOutput(format!("waitpid: {e}")))?;
 
     let mut report = [0u8; 8];
-    if let Ok(5) = sys::io::read(report_r.as_raw_fd(), &mut report) {
+    if let Ok(5) = sys::io::read(report_r.as_fd(), &mut report) {
         let errno = i32::from_ne_bytes([report[1], report[2], report[3], report[4]]);
         if errno == libc::ETXTBSY {
             return Err(Exec::Busy);
@@ -750,12 +760,12 @@ fn exchange(
         let mut fds = [PollFd::readable(child.exit_fd()); 3];
         let mut n = 1;
         let out_at = stdout.as_ref().map(|fd| {
-            fds[n] = PollFd::readable(fd.as_raw_fd());
+            fds[n] = PollFd::readable(fd.as_fd());
             n += 1;
             n - 1
         });
         let in_at = input.as_ref().map(|fd| {
-            fds[n] = PollFd::writable(fd.as_raw_fd());
+            fds[n] = PollFd::writable(fd.as_fd());
             n += 1;
             n - 1
         });
@@ -772,7 +782,7 @@ fn exchange(
         if let (Some(i), Some(fd)) = (in_at, &input) {
             if fds[i].ready() {
                 let end = body.len().min(written + 64 * 1024);
-                match sys::io::write(fd.as_raw_fd(), &body[written..end]) {
+                match sys::io::write(fd.as_fd(), &body[written..end]) {
                     Ok(k) => {
                         written += k;
                         if written == body.len() {
@@ -826,7 +836,7 @@ fn read_some(
     max_output: usize,
 ) -> Result<bool, CgiError> {
     loop {
-        match sys::io::read(fd.as_raw_fd(), buf) {
+        match sys::io::read(fd.as_fd(), buf) {
             Ok(0) => return Ok(false),
             Ok(k) => {
                 if output.len() + k > max_output {

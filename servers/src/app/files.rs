@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::MetadataExt;
 
 use crate::sys;
@@ -21,9 +21,13 @@ pub enum Resolved {
     /// Content-Type (from the name of the file actually opened, so a
     /// directory's index.html is text/html).
     File {
+        /// The file opened beneath the root (kept open to be sent from).
         file: File,
+        /// Its size in bytes, from the same `fstat` as the rest.
         size: u64,
+        /// Last modification, Unix seconds (Last-Modified, conditional GET).
         mtime: i64,
+        /// The Content-Type.
         mime: &'static str,
     },
     /// A directory named without its trailing slash: redirect to this path.
@@ -73,7 +77,10 @@ fn hex(c: u8) -> Option<u8> {
 /// symlink leading outside is skipped). Read once at start-up, as nginx
 /// reads its server blocks, so a request costs a map lookup rather than an
 /// `openat2` on every static file; adding a host takes a restart.
-pub fn vhost_dirs(root_path: &std::path::Path, root: RawFd) -> io::Result<HashMap<String, File>> {
+pub fn vhost_dirs(
+    root_path: &std::path::Path,
+    root: BorrowedFd<'_>,
+) -> io::Result<HashMap<String, File>> {
     let mut hosts = HashMap::new();
     for entry in std::fs::read_dir(root_path)? {
         let entry = entry?;
@@ -118,7 +125,7 @@ pub fn vhost_name(host: &str) -> Option<String> {
 
 /// Resolve a request path (still percent-encoded, starting with `/`) to a
 /// file under the directory `root`.
-pub fn resolve(root: RawFd, path: &str) -> Resolved {
+pub fn resolve(root: BorrowedFd<'_>, path: &str) -> Resolved {
     let Some(decoded) = percent_decode(path) else {
         return Resolved::BadPath;
     };
@@ -176,7 +183,7 @@ fn regular(file: File, meta: &std::fs::Metadata, rel: &[u8]) -> Resolved {
     }
 }
 
-fn open(root: RawFd, rel: &[u8]) -> Result<File, Resolved> {
+fn open(root: BorrowedFd<'_>, rel: &[u8]) -> Result<File, Resolved> {
     let Ok(c) = CString::new(rel) else {
         return Err(Resolved::BadPath);
     };
@@ -222,7 +229,12 @@ pub enum Range {
     /// No usable range (absent, malformed, or several ranges): send it all.
     Full,
     /// Send bytes `start..=end`.
-    Part { start: u64, end: u64 },
+    Part {
+        /// First byte sent.
+        start: u64,
+        /// Last byte sent (inclusive, as in `Content-Range`).
+        end: u64,
+    },
     /// Nothing of the file matches (416).
     Unsatisfiable,
 }

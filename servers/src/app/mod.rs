@@ -17,7 +17,7 @@
 use std::fs::File;
 use std::io;
 use std::net::SocketAddrV4;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,6 +68,7 @@ pub struct Job {
 type AfterHook = Box<dyn FnOnce(&Finished) + Send>;
 
 impl Job {
+    /// A job that runs `work` wherever the variant puts blocking work.
     pub fn new(work: impl FnOnce() -> Finished + Send + 'static) -> Job {
         Job {
             work: Box::new(work),
@@ -82,6 +83,8 @@ impl Job {
         self
     }
 
+    /// Run the work here (the caller is a thread that may block), then the
+    /// hook.
     pub fn run(self) -> Finished {
         let done = (self.work)();
         if let Some(after) = self.after {
@@ -109,7 +112,9 @@ impl Job {
 
 /// A response produced by a [`Job`]: the whole message, head and body.
 pub struct Finished {
+    /// The status code, for the counters and the access log.
     pub status: u16,
+    /// The whole message as it goes on the wire.
     pub bytes: Vec<u8>,
     /// Body length, for the access log.
     pub body_bytes: u64,
@@ -168,9 +173,13 @@ pub struct Meta {
 
 /// Where the optional services live, as configured on the command line.
 pub struct Settings {
+    /// The document root (`--root`), with one directory per virtual host.
     pub root: std::path::PathBuf,
+    /// Where CGI scripts are executed from (`--cgi-dir`).
     pub cgi_dir: std::path::PathBuf,
+    /// How long a script may run before it is killed (504).
     pub cgi_timeout: Duration,
+    /// Where uploads are stored (`--data-dir`); `None` turns uploads off.
     pub data_dir: Option<std::path::PathBuf>,
     /// `(file, rotate at bytes, files kept)`.
     pub access_log: Option<(std::path::PathBuf, u64, usize)>,
@@ -178,6 +187,10 @@ pub struct Settings {
     pub local: SocketAddrV4,
 }
 
+/// The application one server process serves: the descriptors and state
+/// opened once at start-up (document root, CGI directory, upload store,
+/// access log, sessions, counters) and shared by every connection, so
+/// handling a request opens nothing by path.
 pub struct App {
     root: File,
     /// `ROOT/<host>/` directories, by normalised host name.
@@ -218,7 +231,7 @@ impl App {
                 format!("--root {} is not a directory", root.display()),
             ));
         }
-        let vhosts = files::vhost_dirs(root, dir.as_raw_fd()).map_err(|e| {
+        let vhosts = files::vhost_dirs(root, dir.as_fd()).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("--root {}: listing virtual hosts: {e}", root.display()),
@@ -254,6 +267,8 @@ impl App {
         })
     }
 
+    /// The counters `/stats` reports (in shared memory, so forked workers
+    /// count into the same place: see [`Stats`]).
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
@@ -380,7 +395,7 @@ impl App {
             _ => None,
         };
         let root = vhost.unwrap_or(&self.root);
-        let (file, size, mtime, ctype) = match files::resolve(root.as_raw_fd(), path) {
+        let (file, size, mtime, ctype) = match files::resolve(root.as_fd(), path) {
             Resolved::File {
                 file,
                 size,

@@ -129,10 +129,12 @@ impl Sessions {
         self.lock().by_id.len()
     }
 
+    /// Whether no session is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The most sessions held before the oldest are forgotten.
     pub fn capacity(&self) -> usize {
         self.capacity
     }

@@ -24,7 +24,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -184,8 +184,8 @@ impl Uploads {
         sys::random::is_token(name.as_bytes())
     }
 
-    fn fd(&self) -> i32 {
-        self.dir.as_raw_fd()
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
     }
 
     /// Remove every temporary file: only called while no other instance has
@@ -242,7 +242,7 @@ enum StoreRef<'a> {
 }
 
 impl StoreRef<'_> {
-    fn fd(&self) -> RawFd {
+    fn fd(&self) -> BorrowedFd<'_> {
         match self {
             StoreRef::Borrowed(s) => s.fd(),
             StoreRef::Shared(s) => s.fd(),
@@ -273,7 +273,7 @@ impl Upload<'_> {
     /// file is removed again: an error always means "nothing stored".
     pub fn commit(mut self) -> io::Result<String> {
         let dir = self.store.fd();
-        sys::fs::fsync(self.file.as_raw_fd())?;
+        sys::fs::fsync(self.file.as_fd())?;
         let mut no_replace = true;
         let mut attempts = 0;
         let (name, cname) = loop {

@@ -10,7 +10,7 @@
 //! listen backlog (`--backlog`); beyond it the kernel drops their SYNs.
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use clap::Parser;
@@ -39,7 +39,7 @@ fn main() -> anyhow::Result<()> {
         eprintln!("blocking: single-threaded by design; ignoring --threads");
     }
     let (server, listener) = Server::start("blocking", cli.opts, 1, 1, false)?;
-    sys::socket::set_read_timeout(listener.as_raw_fd(), ACCEPT_TICK)?;
+    sys::socket::set_read_timeout(listener.as_fd(), ACCEPT_TICK)?;
     let _parked = server.shutdown.register_blocking_thread();
     let policy = server.blocking_policy(1);
     let env = Env {
@@ -49,7 +49,7 @@ fn main() -> anyhow::Result<()> {
         shutdown: server.shutdown,
     };
     while !server.shutdown.requested() {
-        match sys::socket::accept(listener.as_raw_fd(), false) {
+        match sys::socket::accept(listener.as_fd(), false) {
             Ok((fd, peer)) => {
                 env.shard.conn_opened();
                 blocking::serve(fd, peer, server.parser(), &env);

@@ -14,10 +14,9 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddrV4;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex};
 
-use std::os::fd::AsFd;
 use std::time::Duration;
 
 use clap::Parser;
@@ -138,12 +137,12 @@ fn main() -> anyhow::Result<()> {
         })
         .collect::<Result<_, _>>()?;
 
-    sys::socket::set_read_timeout(listener.as_raw_fd(), ACCEPT_TICK)?;
+    sys::socket::set_read_timeout(listener.as_fd(), ACCEPT_TICK)?;
     {
         let _parked = server.shutdown.register_blocking_thread();
         let shard = server.app.stats().shard(0);
         while !server.shutdown.requested() {
-            match sys::socket::accept(listener.as_raw_fd(), false) {
+            match sys::socket::accept(listener.as_fd(), false) {
                 Ok((fd, peer)) => {
                     shard.conn_opened();
                     if let Err(fd) = queue.push(fd, peer) {
@@ -198,5 +197,5 @@ fn shed(fd: OwnedFd, shard: &Shard) {
     if let Ok(n) = send_outbox(fd.as_fd(), &mut out) {
         shard.bytes_sent(n);
     }
-    let _ = sys::socket::shutdown_write(fd.as_raw_fd());
+    let _ = sys::socket::shutdown_write(fd.as_fd());
 }

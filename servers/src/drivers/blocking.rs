@@ -8,7 +8,7 @@
 
 use std::io;
 use std::net::SocketAddrV4;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use super::send_queued;
@@ -54,7 +54,7 @@ pub fn serve(fd: OwnedFd, peer: SocketAddrV4, parser: Parser, env: &Env<'_>) {
         .keepalive_timeout
         .min(p.header_timeout)
         .max(Duration::from_millis(10));
-    if sys::socket::set_read_timeout(fd.as_raw_fd(), tick).is_err() {
+    if sys::socket::set_read_timeout(fd.as_fd(), tick).is_err() {
         return;
     }
     let mut conn = Conn::new(peer, parser, monotonic_ms_coarse());
@@ -96,7 +96,7 @@ fn read_once(fd: &OwnedFd, conn: &mut Conn, ctx: &Ctx<'_>) -> io::Result<()> {
     let Some(buf) = conn.recv_buf(ctx) else {
         return Ok(());
     };
-    match sys::io::read(fd.as_raw_fd(), buf) {
+    match sys::io::read(fd.as_fd(), buf) {
         Ok(0) => conn.on_eof(ctx, now),
         Ok(n) => conn.on_received(ctx, n, now),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -127,7 +127,7 @@ fn settle(fd: &OwnedFd, conn: &mut Conn, ctx: &Ctx<'_>) -> Next {
 /// Shutdown: the connection has nothing in flight, not even unread bytes
 /// in the kernel's buffer (those are a request already sent: answered).
 fn drained(fd: &OwnedFd, conn: &Conn) -> bool {
-    conn.is_idle() && !sys::socket::has_pending_input(fd.as_raw_fd())
+    conn.is_idle() && !sys::socket::has_pending_input(fd.as_fd())
 }
 
 /// The client is past its deadline: the header timeout while a request is
@@ -145,9 +145,9 @@ fn overdue(conn: &Conn, p: &Policy) -> bool {
 /// closing with unread input does not reset the connection before the client
 /// has read our final response.
 fn linger(fd: &OwnedFd, conn: &mut Conn, ctx: &Ctx<'_>) {
-    let _ = sys::socket::shutdown_write(fd.as_raw_fd());
+    let _ = sys::socket::shutdown_write(fd.as_fd());
     conn.on_half_closed();
-    if sys::socket::set_read_timeout(fd.as_raw_fd(), LINGER).is_err() {
+    if sys::socket::set_read_timeout(fd.as_fd(), LINGER).is_err() {
         return;
     }
     // Ends at EOF, at the byte cap, or once a read has waited LINGER.
@@ -155,7 +155,7 @@ fn linger(fd: &OwnedFd, conn: &mut Conn, ctx: &Ctx<'_>) {
         let Some(buf) = conn.recv_buf(ctx) else {
             return;
         };
-        match sys::io::read(fd.as_raw_fd(), buf) {
+        match sys::io::read(fd.as_fd(), buf) {
             Ok(0) => conn.on_eof(ctx, monotonic_ms_coarse()),
             Ok(n) => conn.on_received(ctx, n, monotonic_ms_coarse()),
             Err(_) => return,

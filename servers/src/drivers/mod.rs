@@ -11,7 +11,7 @@
 //!   a worker pool that completes back into the loop.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 
 use crate::conn::{Conn, Ctx};
 use crate::http::response::{Chunk, Outbox};
@@ -39,7 +39,7 @@ pub enum Sent {
 fn send_chunk(fd: BorrowedFd<'_>, chunk: Chunk<'_>) -> io::Result<usize> {
     loop {
         let res = match chunk {
-            Chunk::Bytes { data, more } => sys::io::send(fd.as_raw_fd(), data, more),
+            Chunk::Bytes { data, more } => sys::io::send(fd, data, more),
             Chunk::File {
                 fd: file,
                 offset,
@@ -47,7 +47,7 @@ fn send_chunk(fd: BorrowedFd<'_>, chunk: Chunk<'_>) -> io::Result<usize> {
             } => {
                 let mut off = offset as i64;
                 let n = len.min(SENDFILE_MAX) as usize;
-                match sys::io::sendfile(fd.as_raw_fd(), file.as_raw_fd(), &mut off, n) {
+                match sys::io::sendfile(fd, file.as_fd(), &mut off, n) {
                     Ok(0) => Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "file shrank while being sent",

@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -130,7 +130,7 @@ fn work(shared: &Shared) {
         let finished = catch_unwind(AssertUnwindSafe(|| job.run()))
             .unwrap_or_else(|_| Finished::error(500, "the handler failed"));
         lock(&done.items).push((token, finished));
-        let _ = sys::io::eventfd_signal(done.wake.as_raw_fd());
+        let _ = sys::io::eventfd_signal(done.wake.as_fd());
     }
 }
 
@@ -144,7 +144,7 @@ impl Handle {
     /// a completion that lands meanwhile raises a new wake-up.
     pub fn take(&self, into: &mut Vec<(u64, Finished)>) {
         let mut counter = [0u8; 8];
-        let _ = sys::io::read(self.done.wake.as_raw_fd(), &mut counter);
+        let _ = sys::io::read(self.done.wake.as_fd(), &mut counter);
         let mut items = lock(&self.done.items);
         self.done
             .in_flight

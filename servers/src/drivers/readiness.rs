@@ -12,15 +12,16 @@
 //! before the socket was drained (the connection did not want input: a
 //! deferred response, a backlog of output) and reads again once it does.
 //!
-//! Timeouts are a sweep over all connections every [`SWEEP_MS`], which is
-//! O(connections) once per sweep rather than timer bookkeeping per request.
+//! Timeouts are a sweep over all connections every `SWEEP_MS` (250 ms),
+//! which is O(connections) once per sweep rather than timer bookkeeping per
+//! request.
 //!
 //! With an offload [`Handle`], blocking jobs run on the worker pool and come
 //! back through the handle's eventfd; without one they run inline and the
 //! loop waits for them (the `epoll` model's honest limit).
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use super::offload::Handle;
@@ -91,7 +92,7 @@ struct Table {
 pub fn run(listener: OwnedFd, parser: Parser, env: &Env<'_>) -> io::Result<()> {
     // accept_batch accepts until EAGAIN, which a blocking listener would
     // turn into an indefinite wait.
-    sys::socket::set_nonblocking(listener.as_raw_fd())?;
+    sys::socket::set_nonblocking(listener.as_fd())?;
     let ep = Epoll::new()?;
     ep.add(listener.as_fd(), Interest::READABLE, LISTENER)?;
     ep.add(env.shutdown.wake_fd(), Interest::READABLE, WAKE)?;
@@ -244,7 +245,7 @@ impl<'e> Loop<'_, 'e> {
                 let ctx = self.ctx();
                 if let Some(slot) = self.table.slots[idx].as_mut() {
                     slot.conn.last_active_ms = now;
-                    let _ = sys::socket::shutdown_write(slot.fd.as_raw_fd());
+                    let _ = sys::socket::shutdown_write(slot.fd.as_fd());
                     slot.conn.on_half_closed();
                     // Input may already be waiting (no new edge would come).
                     read_available(slot, &ctx, now);
@@ -295,7 +296,7 @@ impl<'e> Loop<'_, 'e> {
             return;
         };
         for _ in 0..ACCEPT_BATCH {
-            let (fd, peer) = match sys::socket::accept(listener.as_raw_fd(), true) {
+            let (fd, peer) = match sys::socket::accept(listener.as_fd(), true) {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -306,7 +307,7 @@ impl<'e> Loop<'_, 'e> {
                     return;
                 }
             };
-            let _ = sys::socket::set_nodelay(fd.as_raw_fd());
+            let _ = sys::socket::set_nodelay(fd.as_fd());
             let t = &mut self.table;
             let idx = t.free.pop().unwrap_or_else(|| {
                 t.slots.push(None);
@@ -340,9 +341,9 @@ impl<'e> Loop<'_, 'e> {
         self.listener = None;
         self.ep.delete(self.env.shutdown.wake_fd())?;
         for idx in 0..self.table.slots.len() {
-            let idle = self.table.slots[idx].as_ref().is_some_and(|s| {
-                s.conn.is_idle() && !sys::socket::has_pending_input(s.fd.as_raw_fd())
-            });
+            let idle = self.table.slots[idx]
+                .as_ref()
+                .is_some_and(|s| s.conn.is_idle() && !sys::socket::has_pending_input(s.fd.as_fd()));
             if idle {
                 self.settle(Next::Close, idx, now);
             }
@@ -404,7 +405,7 @@ fn read_available(slot: &mut Slot, ctx: &Ctx<'_>, now: u64) -> bool {
             return slot.conn.next() != Next::Close;
         };
         let space = buf.len();
-        match sys::io::read(slot.fd.as_raw_fd(), buf) {
+        match sys::io::read(slot.fd.as_fd(), buf) {
             Ok(0) => {
                 slot.conn.on_eof(ctx, now);
                 return false;

@@ -37,27 +37,44 @@ impl Default for Limits {
     }
 }
 
+/// The request method, recognised once by the parser so the router matches
+/// an enum instead of comparing strings on every request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
+    /// `GET`.
     Get,
+    /// `HEAD`: as GET, but the response carries no body.
     Head,
+    /// `POST`.
     Post,
+    /// `PUT`.
     Put,
+    /// `DELETE`.
     Delete,
+    /// `OPTIONS`.
     Options,
+    /// `PATCH`.
     Patch,
+    /// `TRACE`.
     Trace,
+    /// `CONNECT`.
     Connect,
     /// A syntactically valid token we do not implement (answered 405/501 by the app).
     Other,
 }
 
+/// The protocol version of a request; it decides the keep-alive default
+/// and whether Host is required. Any other version is rejected (505).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Version {
+    /// `HTTP/1.0`: closes after the response unless asked to keep alive.
     Http10,
+    /// `HTTP/1.1`: kept alive unless asked to close.
     Http11,
 }
 
+/// One header field, borrowing from the caller's buffer (no copy per
+/// header on the hot path).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header<'b> {
     /// As sent (case preserved); compare with `eq_ignore_ascii_case`.
@@ -69,6 +86,7 @@ pub struct Header<'b> {
 /// A complete request, borrowing from the caller's buffer.
 #[derive(Debug)]
 pub struct Request<'b> {
+    /// The method, recognised (see [`Request::method_str`] for the token).
     pub method: Method,
     /// The method token exactly as sent.
     pub method_str: &'b str,
@@ -79,8 +97,12 @@ pub struct Request<'b> {
     pub path: &'b str,
     /// After the first `?`, if any.
     pub query: Option<&'b str>,
+    /// The protocol version from the request line.
     pub version: Version,
+    /// Storage for the headers, filled up to `header_count` (a fixed array:
+    /// no allocation per request); read them through [`Request::headers`].
     pub headers: [Header<'b>; MAX_HEADERS],
+    /// How many entries of `headers` are filled.
     pub header_count: usize,
     /// Value of the single Host header (required in 1.1), if present.
     pub host: Option<&'b str>,
@@ -108,9 +130,13 @@ impl<'b> Request<'b> {
     }
 }
 
+/// The outcome of feeding the parser a buffer that may hold only part of a
+/// request (the httparse convention): not an error, just "not yet".
 #[derive(Debug)]
 pub enum Status<T> {
+    /// A whole request was found.
     Complete(T),
+    /// The buffer ends before the request does: read more, then call again.
     Partial,
 }
 
@@ -214,6 +240,7 @@ pub struct Parser {
 }
 
 impl Parser {
+    /// A parser for a new connection, enforcing `limits`.
     pub fn new(limits: Limits) -> Self {
         Parser {
             limits,
@@ -221,6 +248,8 @@ impl Parser {
         }
     }
 
+    /// The limits it enforces: a connection sizes its input buffer from
+    /// them, and an event loop hands them to each new connection's parser.
     pub fn limits(&self) -> Limits {
         self.limits
     }

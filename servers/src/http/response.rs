@@ -137,12 +137,20 @@ pub enum Chunk<'a> {
     /// Bytes in memory; `more` says whether further output follows right
     /// behind them (a sender may set `MSG_MORE` so a head and the file
     /// body after it leave in as few segments as possible).
-    Bytes { data: &'a [u8], more: bool },
+    Bytes {
+        /// The bytes, borrowed from the outbox until the sender reports.
+        data: &'a [u8],
+        /// Whether more output follows right behind.
+        more: bool,
+    },
     /// `len` bytes of the open file `fd` from `offset`, sent without
     /// copying through user space.
     File {
+        /// The open file, borrowed from the queue that keeps it open.
         fd: BorrowedFd<'a>,
+        /// Where in the file to start.
         offset: u64,
+        /// How many bytes to send.
         len: u64,
     },
 }

@@ -5,7 +5,7 @@ use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
 use std::mem;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -17,16 +17,17 @@ use std::path::Path;
 ///
 /// `O_NONBLOCK` keeps a FIFO planted in the docroot from blocking the
 /// opener; on regular files it has no effect.
-pub fn open_beneath(dir: RawFd, path: &CStr) -> io::Result<File> {
+pub fn open_beneath(dir: BorrowedFd<'_>, path: &CStr) -> io::Result<File> {
     // SAFETY: open_how is plain data; zero means "no flags" for every field.
     let mut how: libc::open_how = unsafe { mem::zeroed() };
     how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY) as u64;
     how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: `path` is NUL-terminated, `how` is valid for the call and its
-    // size is passed exactly as openat2 requires.
+    // SAFETY: `dir` is open for the borrow, `path` is NUL-terminated, `how`
+    // is valid for the call and its size is passed exactly as openat2
+    // requires.
     let fd = syscall!(syscall(
         libc::SYS_openat2,
-        dir,
+        dir.as_raw_fd(),
         path.as_ptr(),
         &how as *const libc::open_how,
         mem::size_of::<libc::open_how>()
@@ -52,67 +53,83 @@ pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
 /// Create `name` in `dir` for writing, failing with `EEXIST` if anything
 /// (a file, a dangling symlink) already has that name: `O_CREAT|O_EXCL`
 /// never follows a symlink, so the caller owns what it created.
-pub fn create_excl_at(dir: RawFd, name: &CStr, mode: u32) -> io::Result<File> {
+pub fn create_excl_at(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<File> {
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC | libc::O_NOCTTY;
-    // SAFETY: `name` is NUL-terminated; openat with O_CREAT reads the mode
-    // as its variadic third argument, passed as the C `unsigned int`.
-    let fd = syscall!(openat(dir, name.as_ptr(), flags, mode as libc::c_uint))?;
+    // SAFETY: `dir` is open for the borrow and `name` is NUL-terminated;
+    // openat with O_CREAT reads the mode as its variadic third argument,
+    // passed as the C `unsigned int`.
+    let fd = syscall!(openat(
+        dir.as_raw_fd(),
+        name.as_ptr(),
+        flags,
+        mode as libc::c_uint
+    ))?;
     // SAFETY: openat returned a fresh descriptor that we now own.
     Ok(unsafe { File::from_raw_fd(fd) })
 }
 
 /// Open (creating if needed) `name` in `dir` for appending: every write
 /// lands at the end of the file even if another process appends too.
-pub fn open_append_at(dir: RawFd, name: &CStr, mode: u32) -> io::Result<File> {
+pub fn open_append_at(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<File> {
     let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOCTTY;
     // SAFETY: as in `create_excl_at`.
-    let fd = syscall!(openat(dir, name.as_ptr(), flags, mode as libc::c_uint))?;
+    let fd = syscall!(openat(
+        dir.as_raw_fd(),
+        name.as_ptr(),
+        flags,
+        mode as libc::c_uint
+    ))?;
     // SAFETY: openat returned a fresh descriptor that we now own.
     Ok(unsafe { File::from_raw_fd(fd) })
 }
 
 /// `fsync(2)`: on a file, its data and metadata reach the disk; on a
 /// directory, the entries created, renamed or removed in it do.
-pub fn fsync(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fsync takes no pointers; a bad fd is reported as EBADF.
-    syscall!(fsync(fd))?;
+pub fn fsync(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: fsync takes no pointers, and `fd` is open for the borrow.
+    syscall!(fsync(fd.as_raw_fd()))?;
     Ok(())
 }
 
 /// Rename `from` to `to`, both in `dir`. With `no_replace` an existing `to`
 /// is an `EEXIST` error instead of being replaced (`RENAME_NOREPLACE`); a
 /// file system that cannot do that answers `EINVAL`.
-pub fn rename_at(dir: RawFd, from: &CStr, to: &CStr, no_replace: bool) -> io::Result<()> {
+pub fn rename_at(dir: BorrowedFd<'_>, from: &CStr, to: &CStr, no_replace: bool) -> io::Result<()> {
     let flags = if no_replace {
         libc::RENAME_NOREPLACE
     } else {
         0
     };
-    // SAFETY: both names are NUL-terminated and outlive the call.
+    let dir = dir.as_raw_fd();
+    // SAFETY: `dir` is open for the borrow; both names are NUL-terminated
+    // and outlive the call.
     syscall!(renameat2(dir, from.as_ptr(), dir, to.as_ptr(), flags))?;
     Ok(())
 }
 
 /// Remove the (non-directory) entry `name` from `dir`.
-pub fn unlink_at(dir: RawFd, name: &CStr) -> io::Result<()> {
-    // SAFETY: `name` is NUL-terminated and outlives the call.
-    syscall!(unlinkat(dir, name.as_ptr(), 0))?;
+pub fn unlink_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
+    // SAFETY: `dir` is open for the borrow; `name` is NUL-terminated and
+    // outlives the call.
+    syscall!(unlinkat(dir.as_raw_fd(), name.as_ptr(), 0))?;
     Ok(())
 }
 
 /// An advisory `flock(2)` lock mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lock {
+    /// `LOCK_SH`: several holders at once (instances sharing a store).
     Shared,
+    /// `LOCK_EX`: one holder (sole use, or rotating a shared file).
     Exclusive,
 }
 
 /// Take (or convert to) `lock` on `fd`, waiting while another open file
 /// description holds a conflicting one.
-pub fn flock(fd: RawFd, lock: Lock) -> io::Result<()> {
+pub fn flock(fd: BorrowedFd<'_>, lock: Lock) -> io::Result<()> {
     loop {
-        // SAFETY: flock takes no pointers; a bad fd is reported as EBADF.
-        match syscall!(flock(fd, lock_op(lock))) {
+        // SAFETY: flock takes no pointers, and `fd` is open for the borrow.
+        match syscall!(flock(fd.as_raw_fd(), lock_op(lock))) {
             Ok(_) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
@@ -131,10 +148,10 @@ fn lock_op(lock: Lock) -> libc::c_int {
 /// another open file description holds a conflicting lock. The lock belongs
 /// to the open file description, so it is shared with `fork`ed children and
 /// released when the last descriptor for it closes, even on a crash.
-pub fn try_flock(fd: RawFd, lock: Lock) -> io::Result<bool> {
+pub fn try_flock(fd: BorrowedFd<'_>, lock: Lock) -> io::Result<bool> {
     loop {
-        // SAFETY: flock takes no pointers; a bad fd is reported as EBADF.
-        match syscall!(flock(fd, lock_op(lock) | libc::LOCK_NB)) {
+        // SAFETY: flock takes no pointers, and `fd` is open for the borrow.
+        match syscall!(flock(fd.as_raw_fd(), lock_op(lock) | libc::LOCK_NB)) {
             Ok(_) => return Ok(true),
             Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => return Ok(false),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -1,7 +1,7 @@
 //! Thin safe wrappers over the Linux syscalls the servers use.
 //!
 //! Every wrapper turns the C convention (`-1` and `errno`) into
-//! `io::Result` through one macro, [`syscall!`], instead of by hand at each
+//! `io::Result` through one macro, `syscall!`, instead of by hand at each
 //! call site. Nothing above this module calls libc directly.
 
 /// Call a libc function and turn `-1` into `Err(io::Error::last_os_error())`.

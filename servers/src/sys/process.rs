@@ -21,7 +21,7 @@
 use std::ffi::{CStr, CString};
 use std::io;
 use std::mem;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::ptr;
 
 /// `SIGKILL`, for [`kill`].
@@ -52,18 +52,19 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 /// The returned descriptor pins the inode: executing it with
 /// [`execveat_fd`] runs exactly the file that was checked, whatever is
 /// renamed over the name in between.
-pub fn open_executable_beneath(dir: RawFd, name: &CStr) -> io::Result<OwnedFd> {
+pub fn open_executable_beneath(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
     // SAFETY: open_how is plain data; zero means "no flags" for every field.
     let mut how: libc::open_how = unsafe { mem::zeroed() };
     how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
     how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
     let mut attempts = 0;
     loop {
-        // SAFETY: `name` is NUL-terminated, `how` is valid for the call and
-        // its size is passed exactly as openat2 requires.
+        // SAFETY: `dir` is open for the borrow, `name` is NUL-terminated,
+        // `how` is valid for the call and its size is passed exactly as
+        // openat2 requires.
         let res = syscall!(syscall(
             libc::SYS_openat2,
-            dir,
+            dir.as_raw_fd(),
             name.as_ptr(),
             &how as *const libc::open_how,
             mem::size_of::<libc::open_how>()
@@ -93,24 +94,30 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
 }
 
 /// One entry of a [`poll`] set.
+///
+/// It keeps the descriptor's number, not a borrow, so a caller may build a
+/// set and then drop one of the descriptors (a pipe end it is done with)
+/// before the next round. `poll` only looks at a descriptor, never closes or
+/// changes it; a number closed meanwhile is reported as `POLLNVAL`, which
+/// counts as [`PollFd::ready`].
 #[repr(transparent)]
 #[derive(Clone, Copy)]
 pub struct PollFd(libc::pollfd);
 
 impl PollFd {
     /// Wait until `fd` is readable (or at end of stream / in error).
-    pub fn readable(fd: RawFd) -> PollFd {
+    pub fn readable(fd: BorrowedFd<'_>) -> PollFd {
         PollFd(libc::pollfd {
-            fd,
+            fd: fd.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         })
     }
 
     /// Wait until `fd` is writable (or its reader is gone).
-    pub fn writable(fd: RawFd) -> PollFd {
+    pub fn writable(fd: BorrowedFd<'_>) -> PollFd {
         PollFd(libc::pollfd {
-            fd,
+            fd: fd.as_raw_fd(),
             events: libc::POLLOUT,
             revents: 0,
         })
@@ -145,6 +152,8 @@ pub fn poll(fds: &mut [PollFd], timeout_ms: i32) -> io::Result<usize> {
 pub struct SigSet(libc::sigset_t);
 
 impl SigSet {
+    /// No signal: the mask a child gets before exec, so a script starts
+    /// with nothing blocked whatever the server's threads had blocked.
     pub fn empty() -> SigSet {
         // SAFETY: sigset_t is plain data; sigemptyset initialises it.
         let mut set: libc::sigset_t = unsafe { mem::zeroed() };
@@ -163,6 +172,7 @@ impl SigSet {
         SigSet(set)
     }
 
+    /// Add the signal numbered `sig` (e.g. [`SIGPIPE`]).
     pub fn add(&mut self, sig: i32) {
         // SAFETY: `self.0` is an initialised sigset_t; an invalid `sig`
         // only makes sigaddset return EINVAL, which leaves the set as is.
@@ -254,6 +264,8 @@ pub struct CStrArray {
 }
 
 impl CStrArray {
+    /// Own `strings` and the pointer array `execve` wants, so the child of a
+    /// fork can pass them without building anything.
     pub fn new(strings: Vec<CString>) -> CStrArray {
         let mut ptrs: Vec<*const libc::c_char> = strings.iter().map(|s| s.as_ptr()).collect();
         ptrs.push(ptr::null());
@@ -270,31 +282,76 @@ impl CStrArray {
     }
 }
 
+/// A number in this process's descriptor table that the caller is about to
+/// (re)assign, typically in a child before exec: stdin, stdout, stderr, or
+/// the slot a `#!` interpreter will open as `/dev/fd/<n>`.
+///
+/// An executed program finds its descriptors by number, so arranging them
+/// is done by number too; what sits at a slot beforehand is not the
+/// caller's to keep (it may be one of its own descriptors, or nothing).
+/// Giving the target a type of its own keeps the wrappers that overwrite a
+/// slot ([`dup_onto`], [`ensure_inherited`]) from being handed a descriptor
+/// that something else owns by mistake: a descriptor is a [`BorrowedFd`] or
+/// an [`OwnedFd`], a slot is an `FdSlot`, and they do not convert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FdSlot(RawFd);
+
+impl FdSlot {
+    /// Standard input (0).
+    pub const STDIN: FdSlot = FdSlot(0);
+    /// Standard output (1).
+    pub const STDOUT: FdSlot = FdSlot(1);
+    /// Standard error (2).
+    pub const STDERR: FdSlot = FdSlot(2);
+
+    /// The slot numbered `n` (not negative: a negative number names no slot).
+    pub const fn new(n: i32) -> FdSlot {
+        assert!(n >= 0, "a descriptor slot is a non-negative number");
+        FdSlot(n)
+    }
+
+    /// The slot after this one (the first a program may use for its own
+    /// files once the slots up to this one are arranged).
+    pub const fn next(self) -> FdSlot {
+        FdSlot(self.0 + 1)
+    }
+}
+
 /// `fchdir(2)`. Child-side: async-signal-safe.
-pub fn fchdir(dir: RawFd) -> io::Result<()> {
-    // SAFETY: fchdir takes a descriptor; no pointers.
-    syscall!(fchdir(dir)).map(|_| ())
+pub fn fchdir(dir: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: fchdir takes a descriptor, open for the borrow; no pointers.
+    syscall!(fchdir(dir.as_raw_fd())).map(|_| ())
 }
 
 /// Duplicate `fd` to the lowest free number `>= min`, close-on-exec
 /// (`F_DUPFD_CLOEXEC`). Used in a child to move descriptors out of the way
-/// of the numbers about to be assigned (0, 1, 3) before any `dup2` could
-/// overwrite one of them. Child-side: async-signal-safe.
-pub fn dup_above(fd: RawFd, min: RawFd) -> io::Result<RawFd> {
-    // SAFETY: F_DUPFD_CLOEXEC takes an int argument; no pointers.
-    syscall!(fcntl(fd, libc::F_DUPFD_CLOEXEC, min))
+/// of the slots about to be assigned (0, 1, 3) before any `dup2` could
+/// overwrite one of them. Child-side: async-signal-safe, and so is dropping
+/// the copy (`close`); a child that needs it until exec keeps it alive
+/// until then (the copy is close-on-exec, so exec closes it).
+pub fn dup_above(fd: BorrowedFd<'_>, min: i32) -> io::Result<OwnedFd> {
+    // SAFETY: `fd` is open for the borrow; F_DUPFD_CLOEXEC takes an int
+    // argument; no pointers.
+    let copy = syscall!(fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min))?;
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) returned a fresh descriptor that we
+    // now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(copy) })
 }
 
-/// Make `to` refer to what `from` refers to, *without* close-on-exec, so it
-/// survives exec (`dup2`; when the numbers are equal, which dup2 treats as
-/// a no-op, the flag is cleared explicitly). Child-side: async-signal-safe.
-pub fn dup_onto(from: RawFd, to: RawFd) -> io::Result<()> {
+/// Make the slot `to` refer to what `from` refers to, *without*
+/// close-on-exec, so it survives exec (`dup2`, which silently closes
+/// whatever `to` held; when the numbers are equal, which dup2 treats as a
+/// no-op, the flag is cleared explicitly). Child-side: async-signal-safe.
+pub fn dup_onto(from: BorrowedFd<'_>, to: FdSlot) -> io::Result<()> {
+    let (from, to) = (from.as_raw_fd(), to.0);
     if from == to {
-        // SAFETY: F_SETFD takes an int argument; no pointers.
+        // SAFETY: F_SETFD takes an int argument; no pointers. `to` is
+        // `from`, open for its borrow.
         syscall!(fcntl(to, libc::F_SETFD, 0)).map(|_| ())
     } else {
         loop {
-            // SAFETY: dup2 takes two descriptors; no pointers.
+            // SAFETY: dup2 takes two numbers; no pointers. `from` is open for
+            // its borrow; `to` is a slot the caller declared it reassigns.
             match syscall!(dup2(from, to)) {
                 Ok(_) => return Ok(()),
                 // EBUSY: a race with open() in another thread, which a
@@ -311,19 +368,22 @@ pub fn dup_onto(from: RawFd, to: RawFd) -> io::Result<()> {
 /// a server started with its stderr closed may have one of its own pipes
 /// there), open `/dev/null` on it, so a script's stderr is never missing
 /// nor, later, one of the script's own files. Child-side: async-signal-safe.
-pub fn ensure_inherited(fd: RawFd) -> io::Result<()> {
-    // SAFETY: F_GETFD takes no argument.
-    if let Ok(flags) = syscall!(fcntl(fd, libc::F_GETFD)) {
+pub fn ensure_inherited(slot: FdSlot) -> io::Result<()> {
+    // SAFETY: F_GETFD takes no argument; a closed slot is reported as EBADF.
+    if let Ok(flags) = syscall!(fcntl(slot.0, libc::F_GETFD)) {
         if flags & libc::FD_CLOEXEC == 0 {
             return Ok(());
         }
     }
     // SAFETY: the path is a NUL-terminated literal.
     let null = syscall!(open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC))?;
-    dup_onto(null, fd)?;
-    if null != fd {
-        // SAFETY: `null` is the descriptor just opened and not used again.
-        unsafe { libc::close(null) };
+    // SAFETY: open returned a fresh descriptor that we now own.
+    let null = unsafe { OwnedFd::from_raw_fd(null) };
+    dup_onto(null.as_fd(), slot)?;
+    if null.as_raw_fd() == slot.0 {
+        // The slot was free, so /dev/null opened right on it: it stays open
+        // there for the program to inherit, not closed with `null`.
+        let _ = null.into_raw_fd();
     }
     Ok(())
 }
@@ -333,11 +393,12 @@ pub fn ensure_inherited(fd: RawFd) -> io::Result<()> {
 /// without the flag must not leak into the executed program. Older kernels
 /// answer EINVAL/ENOSYS; the caller may ignore that. Child-side:
 /// async-signal-safe.
-pub fn mark_cloexec_from(first: RawFd) -> io::Result<()> {
-    // SAFETY: close_range takes two numbers and flags; no pointers.
+pub fn mark_cloexec_from(first: FdSlot) -> io::Result<()> {
+    // SAFETY: close_range takes two numbers and flags; no pointers. It only
+    // sets a flag that exec acts on; nothing is closed here.
     syscall!(syscall(
         libc::SYS_close_range,
-        first as libc::c_uint,
+        first.0 as libc::c_uint,
         libc::c_uint::MAX,
         libc::CLOSE_RANGE_CLOEXEC
     ))
@@ -383,20 +444,23 @@ pub fn reset_signal_dispositions() {
     }
 }
 
-/// Execute the file open on `fd` (`execveat(fd, "", argv, envp,
+/// Execute the file open at `slot` (`execveat(slot, "", argv, envp,
 /// AT_EMPTY_PATH)`, the syscall behind `fexecve`). Only returns on failure.
 ///
 /// For a `#!` script the kernel hands the interpreter the path
-/// `/dev/fd/<fd>`, so `fd` must survive the exec: it must *not* be
-/// close-on-exec (the kernel refuses with ENOENT otherwise).
-/// Child-side: async-signal-safe.
-pub fn execveat_fd(fd: RawFd, argv: &CStrArray, envp: &CStrArray) -> io::Error {
+/// `/dev/fd/<slot>`, so the descriptor must survive the exec: it must *not*
+/// be close-on-exec (the kernel refuses with ENOENT otherwise). That is why
+/// it is named by slot: it is the one [`dup_onto`] just filled for the
+/// program, not a descriptor the caller keeps. Child-side:
+/// async-signal-safe.
+pub fn execveat_fd(slot: FdSlot, argv: &CStrArray, envp: &CStrArray) -> io::Error {
     // SAFETY: the path is an empty NUL-terminated literal; argv and envp
     // are NULL-terminated arrays of pointers to NUL-terminated strings that
-    // `CStrArray` keeps alive for the duration of the call.
+    // `CStrArray` keeps alive for the duration of the call. A closed slot is
+    // reported as EBADF.
     let res = syscall!(syscall(
         libc::SYS_execveat,
-        fd,
+        slot.0,
         c"".as_ptr(),
         argv.as_ptr(),
         envp.as_ptr(),
@@ -471,7 +535,7 @@ pub fn waitpid(pid: i32) -> io::Result<WaitStatus> {
 /// that; the guard is consumed by the reap.
 pub struct Child {
     pid: i32,
-    pidfd: Option<OwnedFd>,
+    pidfd: OwnedFd,
     reaped: bool,
 }
 
@@ -481,31 +545,35 @@ impl Child {
     /// wins, and the group exists before either side relies on it), and
     /// open a pidfd for it. On error the child is already killed and reaped.
     pub fn adopt(pid: i32) -> io::Result<Child> {
-        let mut child = Child {
-            pid,
-            pidfd: None,
-            reaped: false,
-        };
         // EACCES means the child already exec'd, after its own setpgid.
         let _ = setpgid(pid, pid);
-        child.pidfd = Some(pidfd_open(pid)?);
-        Ok(child)
+        match pidfd_open(pid) {
+            Ok(pidfd) => Ok(Child {
+                pid,
+                pidfd,
+                reaped: false,
+            }),
+            Err(e) => {
+                kill_and_reap(pid);
+                Err(e)
+            }
+        }
     }
 
+    /// The child's pid (also its process group id), for signalling it.
     pub fn pid(&self) -> i32 {
         self.pid
     }
 
     /// A descriptor that polls readable once the child has exited.
-    pub fn exit_fd(&self) -> RawFd {
-        self.pidfd.as_ref().map_or(-1, |fd| fd.as_raw_fd())
+    pub fn exit_fd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
     }
 
     /// SIGKILL the child's process group (and the child itself, in case it
     /// left the group). Errors (ESRCH: nobody left) are ignored.
     pub fn kill_group(&self) {
-        let _ = kill(-self.pid, SIGKILL);
-        let _ = kill(self.pid, SIGKILL);
+        kill_group(self.pid);
     }
 
     /// Wait for the child (blocking) and release the guard. Even on error
@@ -522,9 +590,20 @@ impl Drop for Child {
         if self.reaped {
             return;
         }
-        self.kill_group();
-        // ECHILD would mean someone else reaped it (SIGCHLD ignored, or a
-        // waitpid(-1) elsewhere): nothing left to do then.
-        let _ = waitpid(self.pid);
+        kill_and_reap(self.pid);
     }
+}
+
+/// See [`Child::kill_group`]; for an unreaped child only.
+fn kill_group(pid: i32) {
+    let _ = kill(-pid, SIGKILL);
+    let _ = kill(pid, SIGKILL);
+}
+
+/// Kill an unreaped child's group and wait for the child.
+fn kill_and_reap(pid: i32) {
+    kill_group(pid);
+    // ECHILD would mean someone else reaped it (SIGCHLD ignored, or a
+    // waitpid(-1) elsewhere): nothing left to do then.
+    let _ = waitpid(pid);
 }

@@ -26,7 +26,7 @@
 
 use std::io;
 use std::mem;
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{BorrowedFd, IntoRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
 /// Threads that can be registered as blocking at once (more are simply not
@@ -217,13 +217,19 @@ fn gettid() -> i32 {
     unsafe { libc::syscall(libc::SYS_gettid) as i32 }
 }
 
+/// A fresh eventfd, by number: it is kept open for the life of the process
+/// (the handler writes to it by number from [`WAKE_FD`]), so it is taken out
+/// of its owner on purpose.
 fn new_eventfd() -> io::Result<RawFd> {
-    syscall!(eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC))
+    Ok(super::io::eventfd()?.into_raw_fd())
 }
 
+/// Add one to the eventfd numbered `fd` (from [`WAKE_FD`], never closed).
+/// A bare `write(2)`, for the signal handler.
 fn signal_eventfd(fd: RawFd) -> io::Result<()> {
     let one: u64 = 1;
-    // SAFETY: `one` is 8 readable bytes; write(2) is async-signal-safe.
+    // SAFETY: `one` is 8 readable bytes; write(2) is async-signal-safe; a
+    // write adds to a counter and cannot close or replace the descriptor.
     syscall!(write(fd, (&one as *const u64).cast(), 8))?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 use std::io;
 use std::mem;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// Create, bind and listen on an IPv4 TCP socket.
 ///
@@ -18,9 +18,9 @@ pub fn listen_tcp(addr: SocketAddrV4, backlog: i32, reuse_port: bool) -> io::Res
     ))?;
     // SAFETY: `socket` just returned this descriptor and nothing else owns it.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    set_int_opt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    set_int_opt(fd.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
     if reuse_port {
-        set_int_opt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+        set_int_opt(fd.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
     }
     let sa = to_sockaddr(addr);
     syscall!(bind(
@@ -33,12 +33,13 @@ pub fn listen_tcp(addr: SocketAddrV4, backlog: i32, reuse_port: bool) -> io::Res
 }
 
 /// The address a socket is bound to (to learn the port after binding port 0).
-pub fn local_addr(fd: RawFd) -> io::Result<SocketAddrV4> {
+pub fn local_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddrV4> {
     // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
     let mut sa: libc::sockaddr_in = unsafe { mem::zeroed() };
     let mut len = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // `fd` is open for the borrow; `sa` and `len` are valid for writes.
     syscall!(getsockname(
-        fd,
+        fd.as_raw_fd(),
         &mut sa as *mut libc::sockaddr_in as *mut libc::sockaddr,
         &mut len
     ))?;
@@ -47,13 +48,14 @@ pub fn local_addr(fd: RawFd) -> io::Result<SocketAddrV4> {
 
 /// Accept one connection. `nonblocking` sets `O_NONBLOCK` on the new socket
 /// in the same syscall (accept4), and it is always close-on-exec.
-pub fn accept(listener: RawFd, nonblocking: bool) -> io::Result<(OwnedFd, SocketAddrV4)> {
+pub fn accept(listener: BorrowedFd<'_>, nonblocking: bool) -> io::Result<(OwnedFd, SocketAddrV4)> {
     // SAFETY: as above, zeroed sockaddr_in is valid and the kernel fills it.
     let mut sa: libc::sockaddr_in = unsafe { mem::zeroed() };
     let mut len = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
     let flags = libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
+    // `listener` is open for the borrow; `sa` and `len` are valid for writes.
     let fd = syscall!(accept4(
-        listener,
+        listener.as_raw_fd(),
         &mut sa as *mut libc::sockaddr_in as *mut libc::sockaddr,
         &mut len,
         flags
@@ -62,10 +64,12 @@ pub fn accept(listener: RawFd, nonblocking: bool) -> io::Result<(OwnedFd, Socket
     Ok((unsafe { OwnedFd::from_raw_fd(fd) }, from_sockaddr(&sa)))
 }
 
-/// Set an integer socket option.
-pub fn set_int_opt(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+/// Set an integer socket option (private: levels and names are libc's, so
+/// each option the servers use gets a wrapper of its own).
+fn set_int_opt(fd: BorrowedFd<'_>, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // `fd` is open for the borrow; `value` is an int valid for reads.
     syscall!(setsockopt(
-        fd,
+        fd.as_raw_fd(),
         level,
         name,
         &value as *const i32 as *const libc::c_void,
@@ -75,20 +79,21 @@ pub fn set_int_opt(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<(
 }
 
 /// Disable Nagle: responses are written whole, so waiting to coalesce only adds latency.
-pub fn set_nodelay(fd: RawFd) -> io::Result<()> {
+pub fn set_nodelay(fd: BorrowedFd<'_>) -> io::Result<()> {
     set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
 }
 
 /// Bound how long a blocking read may wait (SO_RCVTIMEO); the read then
 /// fails with `WouldBlock`. This is how the blocking models time out idle
 /// and slow clients without a timer thread.
-pub fn set_read_timeout(fd: RawFd, timeout: std::time::Duration) -> io::Result<()> {
+pub fn set_read_timeout(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> io::Result<()> {
     let tv = libc::timeval {
         tv_sec: timeout.as_secs() as libc::time_t,
         tv_usec: timeout.subsec_micros() as libc::suseconds_t,
     };
+    // `fd` is open for the borrow; `tv` is a timeval valid for reads.
     syscall!(setsockopt(
-        fd,
+        fd.as_raw_fd(),
         libc::SOL_SOCKET,
         libc::SO_RCVTIMEO,
         &tv as *const libc::timeval as *const libc::c_void,
@@ -99,12 +104,13 @@ pub fn set_read_timeout(fd: RawFd, timeout: std::time::Duration) -> io::Result<(
 
 /// Whether the peer has sent bytes not yet read (a one-byte
 /// `MSG_PEEK | MSG_DONTWAIT` receive; nothing is consumed, nothing blocks).
-pub fn has_pending_input(fd: RawFd) -> bool {
+pub fn has_pending_input(fd: BorrowedFd<'_>) -> bool {
     let mut byte = 0u8;
-    // SAFETY: `byte` is one writable byte and the length passed is 1.
+    // SAFETY: `fd` is open for the borrow; `byte` is one writable byte and
+    // the length passed is 1.
     let n = unsafe {
         libc::recv(
-            fd,
+            fd.as_raw_fd(),
             (&mut byte as *mut u8).cast(),
             1,
             libc::MSG_PEEK | libc::MSG_DONTWAIT,
@@ -115,8 +121,9 @@ pub fn has_pending_input(fd: RawFd) -> bool {
 
 /// `shutdown(fd, SHUT_WR)`: send FIN after what is queued, keep reading.
 /// A server half-closes this way before lingering on a client it is closing.
-pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
-    syscall!(shutdown(fd, libc::SHUT_WR))?;
+pub fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // `fd` is open for the borrow; shutdown takes no pointers.
+    syscall!(shutdown(fd.as_raw_fd(), libc::SHUT_WR))?;
     Ok(())
 }
 
@@ -139,10 +146,15 @@ fn from_sockaddr(sa: &libc::sockaddr_in) -> SocketAddrV4 {
 }
 
 /// Make a descriptor non-blocking (FIONBIO: one ioctl, no flag read-back).
-pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     let mut on: libc::c_int = 1;
-    // SAFETY: FIONBIO reads one int through the valid pointer `on`.
-    syscall!(ioctl(fd, libc::FIONBIO, &mut on as *mut libc::c_int))?;
+    // SAFETY: `fd` is open for the borrow; FIONBIO reads one int through the
+    // valid pointer `on`.
+    syscall!(ioctl(
+        fd.as_raw_fd(),
+        libc::FIONBIO,
+        &mut on as *mut libc::c_int
+    ))?;
     Ok(())
 }
 
@@ -171,11 +183,12 @@ pub fn connect_nonblocking(addr: SocketAddrV4) -> io::Result<OwnedFd> {
 
 /// The pending error of a socket (SO_ERROR), e.g. the outcome of a
 /// non-blocking connect: `Ok(None)` when there is none.
-pub fn take_error(fd: RawFd) -> io::Result<Option<io::Error>> {
+pub fn take_error(fd: BorrowedFd<'_>) -> io::Result<Option<io::Error>> {
     let mut err: libc::c_int = 0;
     let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // `fd` is open for the borrow; `err` and `len` are valid for writes.
     syscall!(getsockopt(
-        fd,
+        fd.as_raw_fd(),
         libc::SOL_SOCKET,
         libc::SO_ERROR,
         &mut err as *mut libc::c_int as *mut libc::c_void,

@@ -221,13 +221,13 @@ mod tests {
             assert_eq!(&buf[..n], b"hi");
             let fd = fd.expect("a descriptor");
             assert_ne!(fd.as_raw_fd(), r.as_raw_fd());
-            write(fd.as_raw_fd(), b"through").unwrap();
+            write(fd.as_fd(), b"through").unwrap();
             drop(fd);
             let mut got = [0u8; 16];
-            assert_eq!(read(r.as_raw_fd(), &mut got).unwrap(), 7);
+            assert_eq!(read(r.as_fd(), &mut got).unwrap(), 7);
             assert_eq!(&got[..7], b"through");
             // The received copy was the last write end: end of stream.
-            assert_eq!(read(r.as_raw_fd(), &mut got).unwrap(), 0);
+            assert_eq!(read(r.as_fd(), &mut got).unwrap(), 0);
         }
     }
 
@@ -246,7 +246,7 @@ mod tests {
     #[test]
     fn plain_messages_and_end_of_stream() {
         let (a, b) = socketpair(SocketKind::SeqPacket).unwrap();
-        crate::sys::io::send(a.as_raw_fd(), b"plain", false).unwrap();
+        crate::sys::io::send(a.as_fd(), b"plain", false).unwrap();
         let mut buf = [0u8; 8];
         let (n, fd) = recv_fd(b.as_fd(), &mut buf).unwrap();
         assert_eq!((&buf[..n], fd.is_none()), (&b"plain"[..], true));
@@ -271,7 +271,7 @@ mod tests {
         let err = recv_fd(b.as_fd(), &mut [0u8; 8]).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EMSGSIZE));
         // Every copy of the write end is gone: the pipe reads end of stream.
-        assert_eq!(read(r.as_raw_fd(), &mut [0u8; 4]).unwrap(), 0);
+        assert_eq!(read(r.as_fd(), &mut [0u8; 4]).unwrap(), 0);
     }
 
     #[test]
@@ -282,6 +282,6 @@ mod tests {
         drop(w);
         let err = recv_fd(b.as_fd(), &mut [0u8; 4]).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EMSGSIZE));
-        assert_eq!(read(r.as_raw_fd(), &mut [0u8; 4]).unwrap(), 0);
+        assert_eq!(read(r.as_fd(), &mut [0u8; 4]).unwrap(), 0);
     }
 }
