@@ -15,7 +15,6 @@
 //! phase).
 
 use std::net::SocketAddrV4;
-use std::time::Instant;
 
 use crate::app::dynamic::UploadStream;
 use crate::app::{respond_error, App, Finished, Job, Meta, Reply};
@@ -67,7 +66,7 @@ enum Phase {
     /// `Some` until the driver takes it; `last` ends the connection after it.
     Waiting {
         job: Option<Job>,
-        started: Instant,
+        started_ns: u64,
         last: bool,
     },
     /// The last response is queued: once it is sent, close — after an
@@ -97,6 +96,10 @@ pub struct Ctx<'a> {
     pub max_requests: u64,
     /// Shutdown in progress: answer what has arrived, then close.
     pub draining: bool,
+    /// Monotonic nanoseconds, for service times: the driver's clock
+    /// (`sys::time::monotonic_ns`), so the state machine reads none of its
+    /// own and a test can run it on a fake one.
+    pub clock: fn() -> u64,
 }
 
 /// An upload body being streamed to disk (the parser keeps its framing).
@@ -104,7 +107,7 @@ struct BodyStream {
     sink: UploadStream,
     /// The response keeps the connection open.
     keep: bool,
-    started: Instant,
+    started_ns: u64,
 }
 
 /// One client connection: its buffers, parser and phase.
@@ -327,12 +330,15 @@ impl Conn {
     /// The deferred response came back: queue it and answer what was
     /// pipelined behind it.
     pub fn on_job_done(&mut self, ctx: &Ctx<'_>, done: Finished, now_ms: u64) {
-        let Phase::Waiting { started, last, .. } = self.phase else {
+        let Phase::Waiting {
+            started_ns, last, ..
+        } = self.phase
+        else {
             return;
         };
         self.out.bytes().extend_from_slice(&done.bytes);
-        ctx.shard
-            .request_done(done.status, started.elapsed().as_nanos() as u64);
+        let took = (ctx.clock)().saturating_sub(started_ns);
+        ctx.shard.request_done(done.status, took);
         self.phase = if last {
             Phase::Closing { after_error: false }
         } else {
@@ -446,7 +452,7 @@ impl Conn {
             }
             match self.parser.parse(&self.buf[start..self.filled]) {
                 Ok(Status::Complete(req)) => {
-                    let t0 = Instant::now();
+                    let t0 = (ctx.clock)();
                     self.served += 1;
                     let keep = self.keeps_alive(ctx, req.keep_alive, self.served);
                     let meta = Meta {
@@ -458,8 +464,8 @@ impl Conn {
                     self.request_started_ms = now_ms;
                     match reply {
                         Reply::Done(status) => {
-                            ctx.shard
-                                .request_done(status, t0.elapsed().as_nanos() as u64);
+                            let took = (ctx.clock)().saturating_sub(t0);
+                            ctx.shard.request_done(status, took);
                             if !keep {
                                 self.phase = Phase::Closing { after_error: false };
                             }
@@ -467,7 +473,7 @@ impl Conn {
                         Reply::Deferred(job) => {
                             self.phase = Phase::Waiting {
                                 job: Some(job),
-                                started: t0,
+                                started_ns: t0,
                                 last: !keep,
                             };
                         }
@@ -513,7 +519,7 @@ impl Conn {
         self.phase = Phase::Streaming(Box::new(BodyStream {
             sink,
             keep,
-            started: Instant::now(),
+            started_ns: (ctx.clock)(),
         }));
         Some(self.parser.take_over_body())
     }
@@ -542,7 +548,7 @@ impl Conn {
         self.request_started_ms = now_ms;
         self.phase = Phase::Waiting {
             job: Some(s.sink.finish()),
-            started: s.started,
+            started_ns: s.started_ns,
             last: !s.keep,
         };
     }
@@ -602,6 +608,7 @@ mod tests {
             shard: w.app.stats().shard(0),
             max_requests: 0,
             draining: false,
+            clock: || 1_000,
         }
     }
 

@@ -64,6 +64,7 @@ pub fn serve(fd: OwnedFd, peer: SocketAddrV4, parser: Parser, env: &Env<'_>) {
             shard: env.shard,
             max_requests: p.max_requests,
             draining: env.shutdown.requested(),
+            clock: sys::time::monotonic_ns,
         };
         if ctx.draining
             && (drained(&fd, &conn) || env.shutdown.elapsed_ms() >= ms(p.shutdown_timeout))

@@ -169,6 +169,7 @@ impl<'e> Loop<'_, 'e> {
             shard: self.env.shard,
             max_requests: self.env.policy.max_requests,
             draining: self.draining,
+            clock: sys::time::monotonic_ns,
         }
     }
 
