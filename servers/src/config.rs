@@ -214,22 +214,13 @@ impl Listening {
         bind(&self.opts, self.local.port(), true)
     }
 
-    /// Connection policy for the blocking models.
-    pub fn blocking_policy(&self, max_requests: u64) -> crate::drivers::blocking::Policy {
-        crate::drivers::blocking::Policy {
+    /// The connection policy from the options, with `max_requests` per
+    /// connection (a model may impose its own: `blocking` serves one).
+    pub fn policy(&self, max_requests: u64) -> crate::drivers::Policy {
+        crate::drivers::Policy {
             keepalive_timeout: self.opts.keepalive_timeout,
             header_timeout: self.opts.header_timeout,
             max_requests,
-            shutdown_timeout: self.opts.shutdown_timeout,
-        }
-    }
-
-    /// Connection policy for the epoll loops.
-    pub fn loop_policy(&self) -> crate::drivers::readiness::Policy {
-        crate::drivers::readiness::Policy {
-            keepalive_timeout: self.opts.keepalive_timeout,
-            header_timeout: self.opts.header_timeout,
-            max_requests: self.opts.keepalive_requests,
             shutdown_timeout: self.opts.shutdown_timeout,
         }
     }

@@ -272,21 +272,54 @@ pub fn median_row(rows: &[CompareRow], build: &str, connections: u32) -> Option<
     })
 }
 
+/// The median over pairs of `new / old` at one connection count: each
+/// pair ran back to back, so drift that hits one pair hits both of its runs
+/// and cancels in the ratio, which the ratio of two medians does not do.
+pub fn paired_ratio(
+    rows: &[CompareRow],
+    connections: u32,
+    f: fn(&CompareRow) -> f64,
+) -> Option<f64> {
+    let run = |build: &str, pair: &str| {
+        rows.iter().find(|r| {
+            r.build == build
+                && r.connections == connections
+                && r.pair == pair
+                && r.requests.is_some()
+        })
+    };
+    let ratios: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.build == "new" && r.connections == connections && r.requests.is_some())
+        .filter_map(|new| {
+            let old = run("old", &new.pair)?;
+            (f(old) > 0.0).then(|| f(new) / f(old))
+        })
+        .collect();
+    (!ratios.is_empty()).then(|| median_f64(ratios.into_iter()))
+}
+
 /// The table printed at the end: per connection count, the medians of old,
-/// new and nginx and new/old.
+/// new and nginx, the ratio of the medians, and the median of the per-pair
+/// ratios (the figure to trust on a noisy machine).
 pub fn table(rows: &[CompareRow], conns: &[u32]) -> String {
     let mut out = format!(
-        "{:>6} {:>12} {:>12} {:>14} {:>9} {:>12} {:>12} {:>12} {:>9}\n",
+        "{:>6} {:>12} {:>12} {:>14} {:>9} {:>9} {:>12} {:>12} {:>12} {:>9} {:>9}\n",
         "conns",
         "old µs/req",
         "new µs/req",
         "nginx µs/req",
         "new/old",
+        "paired",
         "old req/s",
         "new req/s",
         "nginx req/s",
-        "new/old"
+        "new/old",
+        "paired"
     );
+    let paired = |c: u32, f: fn(&CompareRow) -> f64| {
+        paired_ratio(rows, c, f).map_or_else(|| "n/a".into(), |r| format!("{r:.3}"))
+    };
     let cell = |r: &Option<CompareRow>, f: fn(&CompareRow) -> f64, dec: bool| match r {
         Some(r) if dec => format!("{:.2}", f(r)),
         Some(r) => thousands(f(r)),
@@ -302,16 +335,18 @@ pub fn table(rows: &[CompareRow], conns: &[u32]) -> String {
         let cpu = |r: &CompareRow| r.cpu_us_per_req;
         let rps = |r: &CompareRow| r.req_per_s;
         out.push_str(&format!(
-            "{:>6} {:>12} {:>12} {:>14} {:>9} {:>12} {:>12} {:>12} {:>9}\n",
+            "{:>6} {:>12} {:>12} {:>14} {:>9} {:>9} {:>12} {:>12} {:>12} {:>9} {:>9}\n",
             c,
             cell(&old, cpu, true),
             cell(&new, cpu, true),
             cell(&nginx, cpu, true),
             ratio(&new, &old, cpu),
+            paired(c, cpu),
             cell(&old, rps, false),
             cell(&new, rps, false),
             cell(&nginx, rps, false),
             ratio(&new, &old, rps),
+            paired(c, rps),
         ));
     }
     out
@@ -326,4 +361,46 @@ pub fn csv_rows(rows: &[CompareRow], conns: &[u32]) -> Vec<CompareRow> {
         }
     }
     all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(build: &str, pair: u32, cpu: f64) -> CompareRow {
+        CompareRow {
+            build: build.into(),
+            connections: 50,
+            pair: pair.to_string(),
+            requests: Some(1000),
+            req_per_s: 1000.0 / cpu,
+            cpu_us_per_req: cpu,
+            user_us_per_req: 0.0,
+            system_us_per_req: cpu,
+            p99_us: 0.0,
+            errors: 0,
+        }
+    }
+
+    #[test]
+    fn paired_ratio_cancels_drift_that_medians_do_not() {
+        // Noise hits pairs 3 and 4 (both builds alike); new is 2% cheaper.
+        let old = [6.0, 6.0, 9.0, 9.0, 6.0];
+        let rows: Vec<CompareRow> = old
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &o)| {
+                [
+                    run("old", i as u32 + 1, o),
+                    run("new", i as u32 + 1, o * 0.98),
+                ]
+            })
+            .collect();
+        let cpu = |r: &CompareRow| r.cpu_us_per_req;
+        let r = paired_ratio(&rows, 50, cpu).unwrap();
+        assert!((r - 0.98).abs() < 1e-9, "{r}");
+        assert_eq!(paired_ratio(&rows, 400, cpu), None);
+        let table = table(&rows, &[50]);
+        assert!(table.contains("0.980"), "{table}");
+    }
 }

@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
     let (server, listener) = Server::start("blocking", cli.opts, 1, 1, false)?;
     sys::socket::set_read_timeout(listener.as_fd(), ACCEPT_TICK)?;
     let _parked = server.shutdown.register_blocking_thread();
-    let policy = server.blocking_policy(1);
+    let policy = server.policy(1);
     let env = Env {
         app: &server.app,
         shard: server.app.stats().shard(0),

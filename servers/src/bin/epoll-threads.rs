@@ -62,7 +62,7 @@ fn main() -> anyhow::Result<()> {
     for _ in 1..threads {
         listeners.push(server.another_listener()?);
     }
-    let policy = server.loop_policy();
+    let policy = server.policy(server.opts.keepalive_requests);
     let pool = Pool::start(cli.workers, cli.work_queue)?;
     let handles = (0..threads)
         .map(|_| pool.handle())

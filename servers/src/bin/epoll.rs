@@ -29,7 +29,7 @@ fn main() -> anyhow::Result<()> {
         eprintln!("epoll: single-threaded by design; ignoring --threads (use epoll-threads)");
     }
     let (server, listener) = Server::start("epoll", cli.opts, 1, 1, false)?;
-    let policy = server.loop_policy();
+    let policy = server.policy(server.opts.keepalive_requests);
     let env = Env {
         app: &server.app,
         shard: server.app.stats().shard(0),

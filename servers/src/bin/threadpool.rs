@@ -114,7 +114,7 @@ fn main() -> anyhow::Result<()> {
         ready: Condvar::new(),
         capacity: cli.queue,
     });
-    let policy = Arc::new(server.blocking_policy(server.opts.keepalive_requests));
+    let policy = Arc::new(server.policy(server.opts.keepalive_requests));
 
     let workers: Vec<_> = (0..threads)
         .map(|i| {

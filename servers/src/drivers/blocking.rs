@@ -11,7 +11,7 @@ use std::net::SocketAddrV4;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
-use super::send_queued;
+use super::{send_queued, Policy};
 use crate::app::App;
 use crate::conn::{Conn, Ctx, Next};
 use crate::http::parser::Parser;
@@ -22,18 +22,6 @@ use crate::sys::time::monotonic_ms_coarse;
 
 /// How long a closing client may keep sending before we drop it.
 const LINGER: Duration = Duration::from_secs(1);
-
-/// The connection policy of a blocking model.
-pub struct Policy {
-    /// Close a keep-alive connection idle this long.
-    pub keepalive_timeout: Duration,
-    /// Answer 408 when a request head takes longer than this.
-    pub header_timeout: Duration,
-    /// Requests per connection (0 = no cap; 1 = one request, then close).
-    pub max_requests: u64,
-    /// After shutdown starts, a connection still busy this long is dropped.
-    pub shutdown_timeout: Duration,
-}
 
 /// What one connection's loop borrows from its thread.
 pub struct Env<'a> {

@@ -12,6 +12,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::time::Duration;
 
 use crate::conn::{Conn, Ctx};
 use crate::http::response::{Chunk, Outbox};
@@ -20,6 +21,19 @@ use crate::sys;
 pub mod blocking;
 pub mod offload;
 pub mod readiness;
+
+/// A connection policy: the timeouts and limits every driver applies.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Close a keep-alive connection idle this long.
+    pub keepalive_timeout: Duration,
+    /// Answer 408 when a request head takes longer than this.
+    pub header_timeout: Duration,
+    /// Requests per connection (0 = no cap; 1 = one request, then close).
+    pub max_requests: u64,
+    /// After shutdown starts, a connection still busy this long is dropped.
+    pub shutdown_timeout: Duration,
+}
 
 /// Largest single `sendfile` (the kernel caps one call near 2 GiB anyway).
 const SENDFILE_MAX: u64 = 1 << 30;

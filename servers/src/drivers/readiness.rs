@@ -22,10 +22,9 @@
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::Duration;
 
 use super::offload::Handle;
-use super::{send_queued, Sent};
+use super::{send_queued, Policy, Sent};
 use crate::app::{App, Finished};
 use crate::conn::{Conn, Ctx, Next};
 use crate::http::parser::Parser;
@@ -43,18 +42,6 @@ const SWEEP_MS: u64 = 250;
 const LINGER_MS: u64 = 1000;
 /// Accepts per wake-up, so one busy listener cannot starve the connections.
 const ACCEPT_BATCH: usize = 256;
-
-/// The connection policy of an event loop.
-pub struct Policy {
-    /// Close a keep-alive connection idle this long.
-    pub keepalive_timeout: Duration,
-    /// Answer 408 when a request head takes longer than this.
-    pub header_timeout: Duration,
-    /// Requests per connection (0 = no cap).
-    pub max_requests: u64,
-    /// After shutdown starts, connections still busy this long are dropped.
-    pub shutdown_timeout: Duration,
-}
 
 /// What a loop borrows from its thread.
 pub struct Env<'a> {
