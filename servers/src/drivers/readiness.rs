@@ -163,7 +163,7 @@ impl<'e> Loop<'_, 'e> {
     fn on_event(&mut self, ev: &Event, now: u64) {
         match ev.token() {
             LISTENER => self.accept_batch(now),
-            WAKE => {}
+            WAKE => self.env.shutdown.clear_spurious_wake(),
             DONE => self.take_finished(now),
             idx => {
                 let idx = idx as usize;

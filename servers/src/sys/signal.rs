@@ -92,6 +92,17 @@ impl Shutdown {
         kick_parked();
     }
 
+    /// The wake eventfd fired but no shutdown was requested in this process:
+    /// a child forked without [`Shutdown::after_fork`] (a CGI script before
+    /// its exec) shares the eventfd and was signalled alone. Reset it, or a
+    /// loop registered level-triggered on it would spin.
+    pub fn clear_spurious_wake(&self) {
+        if !self.requested() {
+            let mut counter = [0u8; 8];
+            let _ = super::io::read(self.wake_fd(), &mut counter);
+        }
+    }
+
     /// In a child just forked: a fresh eventfd and no registered threads
     /// (the parent's threads do not exist here). The flag is inherited: a
     /// child forked during shutdown knows it.
