@@ -18,10 +18,9 @@ use crate::rig::client::{Client, ClientError, ClientKind, Load, Measured};
 use crate::rig::launch::{check_workload, LaunchError, Launcher};
 use crate::rig::measure::{self, with_tail, RunError};
 use crate::rig::nginx;
-use crate::rig::process;
 use crate::rig::server::{Server, Stopped};
-use crate::rig::setup;
-use crate::rig::workload::{Docroot, Workload};
+use crate::rig::setup::{self, Ground};
+use crate::rig::workload::Workload;
 use crate::schema::{BenchRow, RunInfo};
 
 use super::cli::Plan;
@@ -57,60 +56,31 @@ pub fn run(plan: &Plan) -> Result<Outcome, String> {
             setup::wrk().map_err(|e| format!("{e}, or use the default --client loadgen"))?
         }
     };
-    let (nofile, nofile_hard) = process::raise_nofile_limit().unwrap_or((1024, 1024));
+    // Before pinning (in `Ground::prepare`): it counts the CPUs this process may use.
+    let machine = Machine::detect();
+    let ground = Ground::prepare("bench-run", &plan.placement.client_cpus)?;
     let needed = *plan.conns.iter().max().unwrap_or(&0) as u64 + 64;
     let mut notes: Vec<String> = plan.warnings.clone();
-    if nofile < needed {
+    if ground.nofile < needed {
         notes.push(format!(
-            "the open-files limit is {nofile}: runs above ~{} connections will see connect errors \
+            "the open-files limit is {}: runs above ~{} connections will see connect errors \
              (raise it with `ulimit -n`)",
-            nofile.saturating_sub(64)
+            ground.nofile,
+            ground.nofile.saturating_sub(64)
         ));
     }
-
     let mut servers = plan.servers.clone();
-    let mut nginx_bin = None;
-    let mut nginx_version = None;
-    if servers.iter().any(|s| s == NGINX) {
-        match nginx::find() {
-            Some(bin) => {
-                nginx_version = nginx::version(&bin).or(Some("nginx".into()));
-                nginx_bin = Some(bin);
-            }
-            None => {
-                let msg = format!("skipping nginx: {}", nginx::INSTALL_HINT);
-                eprintln!("{msg}");
-                notes.push(msg);
-                servers.retain(|s| s != NGINX);
-            }
-        }
-    }
+    let nginx_bin = setup::nginx_or_skip(&mut servers, &mut notes);
+    let nginx_version = nginx_bin
+        .as_ref()
+        .map(|bin| nginx::version(bin).unwrap_or_else(|| "nginx".into()));
+    notes.extend(setup::busy_machine_note(
+        "before the sweep",
+        "other work on this machine makes the numbers noisy",
+    ));
     for n in &notes {
         eprintln!("warning: {n}");
     }
-    if let Some(load) = fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-    {
-        if load >= 0.5 {
-            let msg = format!(
-                "load average {load:.2} before the sweep: other work on this machine makes the numbers noisy"
-            );
-            eprintln!("warning: {msg}");
-            notes.push(msg);
-        }
-    }
-
-    // Before pinning: it counts the CPUs this process may use.
-    let machine = Machine::detect();
-    // The runner itself stays off the server CPUs (it mostly sleeps).
-    let _ = servers::sys::affinity::pin_current_thread(&plan.placement.client_cpus);
-
-    let docroot = Docroot::create().map_err(|e| format!("creating the docroot: {e}"))?;
-    let scratch = tempfile::Builder::new()
-        .prefix("bench-run.")
-        .tempdir()
-        .map_err(|e| format!("creating a temp dir: {e}"))?;
 
     let client = Client {
         kind: plan.client,
@@ -145,11 +115,10 @@ pub fn run(plan: &Plan) -> Result<Outcome, String> {
     let mut sweep = Sweep {
         plan,
         machine,
-        docroot,
-        scratch: scratch.path().to_path_buf(),
+        scratch: ground.scratch().to_path_buf(),
+        ground,
         client,
         nginx_bin,
-        nofile_hard,
         rows: Vec::new(),
         failures: Vec::new(),
         failed_runs: 0,
@@ -204,11 +173,11 @@ fn cpu_chart_connections(conns: &[u32]) -> u32 {
 struct Sweep<'a> {
     plan: &'a Plan,
     machine: Machine,
-    docroot: Docroot,
+    /// Docroot, scratch space and limits (removed when the sweep ends).
+    ground: Ground,
     scratch: PathBuf,
     client: Client,
     nginx_bin: Option<PathBuf>,
-    nofile_hard: u64,
     rows: Vec<BenchRow>,
     failures: Vec<String>,
     failed_runs: usize,
@@ -244,9 +213,9 @@ impl Sweep<'_> {
             placement: &plan.placement,
             bin_dir: &plan.bin_dir,
             max_conns: plan.conns.iter().copied().max().unwrap_or(1),
-            docroot: self.docroot.path(),
+            docroot: self.ground.docroot.path(),
             nginx_bin: self.nginx_bin.clone(),
-            nofile_hard: self.nofile_hard,
+            nofile_hard: self.ground.nofile_hard,
         };
         // nginx's prefix must outlive the server.
         let (mut server, _prefix) = match launcher.start(name, &self.scratch, &tag) {

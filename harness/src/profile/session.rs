@@ -22,10 +22,9 @@ use crate::procfs::{self, Usage};
 use crate::rig::client::{Client, ClientError, ClientKind, Load, Measured};
 use crate::rig::launch::{check_workload, LaunchError, Launcher};
 use crate::rig::measure::with_tail;
-use crate::rig::nginx;
 use crate::rig::process;
 use crate::rig::server::{tail_of, Server, Stopped};
-use crate::rig::workload::Docroot;
+use crate::rig::setup::{self, Ground};
 
 use super::classify::{Breakdown, Bucket};
 use super::cli::ProfilePlan;
@@ -80,41 +79,20 @@ pub fn run(plan: &ProfilePlan, perf: &Perf) -> Result<Outcome, String> {
         ));
     }
     let mut notes = plan.warnings.clone();
-    let (_, nofile_hard) = process::raise_nofile_limit().unwrap_or((1024, 1024));
     let mut servers = plan.servers.clone();
-    let mut nginx_bin = None;
-    if servers.iter().any(|s| s == NGINX) {
-        match nginx::find() {
-            Some(bin) => nginx_bin = Some(bin),
-            None => {
-                notes.push(format!("skipping nginx: {}", nginx::INSTALL_HINT));
-                servers.retain(|s| s != NGINX);
-            }
-        }
-    }
-    if let Some(load) = fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-    {
-        if load >= 0.5 {
-            notes.push(format!(
-                "load average {load:.2} before profiling: other work on this machine competes \
-                 with the server and the load (see each server's CPU busy % in its profile)"
-            ));
-        }
-    }
+    let nginx_bin = setup::nginx_or_skip(&mut servers, &mut notes);
+    notes.extend(setup::busy_machine_note(
+        "before profiling",
+        "other work on this machine competes with the server and the load \
+         (see each server's CPU busy % in its profile)",
+    ));
     for n in &notes {
         eprintln!("warning: {n}");
     }
 
+    // Before pinning (in `Ground::prepare`): it counts the CPUs this process may use.
     let machine = Machine::detect();
-    // The runner stays off the server CPUs.
-    let _ = servers::sys::affinity::pin_current_thread(&plan.placement.client_cpus);
-    let docroot = Docroot::create().map_err(|e| format!("creating the docroot: {e}"))?;
-    let scratch = tempfile::Builder::new()
-        .prefix("profile-run.")
-        .tempdir()
-        .map_err(|e| format!("creating a temp dir: {e}"))?;
+    let ground = Ground::prepare("profile-run", &plan.placement.client_cpus)?;
     let client = Client {
         kind: ClientKind::Loadgen,
         program: plan.loadgen.clone(),
@@ -152,11 +130,11 @@ pub fn run(plan: &ProfilePlan, perf: &Perf) -> Result<Outcome, String> {
             placement: &plan.placement,
             bin_dir: &plan.bin_dir,
             max_conns: plan.connections,
-            docroot: docroot.path(),
+            docroot: ground.docroot.path(),
             nginx_bin,
-            nofile_hard,
+            nofile_hard: ground.nofile_hard,
         },
-        scratch: scratch.path().to_path_buf(),
+        scratch: ground.scratch().to_path_buf(),
         client,
         machine,
     };

@@ -10,6 +10,7 @@ use super::client::{Client, ClientKind};
 use super::nginx;
 use super::process;
 use super::workload::Docroot;
+use crate::catalog::NGINX;
 
 /// The prepared ground; dropping it removes the docroot and scratch files.
 pub struct Ground {
@@ -17,6 +18,8 @@ pub struct Ground {
     pub docroot: Docroot,
     /// Logs, client results, nginx prefixes.
     pub scratch: TempDir,
+    /// The open-files limit this process now has (the soft one, raised).
+    pub nofile: u64,
     /// The hard open-files limit (nginx's worker_rlimit_nofile when unprivileged).
     pub nofile_hard: u64,
 }
@@ -24,7 +27,7 @@ pub struct Ground {
 impl Ground {
     /// Prepare; `tag` names the temp directories.
     pub fn prepare(tag: &str, client_cpus: &[usize]) -> Result<Ground, String> {
-        let (_, nofile_hard) = process::raise_nofile_limit().unwrap_or((1024, 1024));
+        let (nofile, nofile_hard) = process::raise_nofile_limit().unwrap_or((1024, 1024));
         // The runner mostly sleeps, but never on the server's CPUs.
         let _ = servers::sys::affinity::pin_current_thread(client_cpus);
         let docroot = Docroot::create().map_err(|e| format!("creating the docroot: {e}"))?;
@@ -35,6 +38,7 @@ impl Ground {
         Ok(Ground {
             docroot,
             scratch,
+            nofile,
             nofile_hard,
         })
     }
@@ -71,6 +75,31 @@ pub fn nginx_required() -> Result<PathBuf, String> {
     nginx::find().ok_or_else(|| {
         "nginx not found: install it with `apt-get install nginx-light` (or nginx)".to_string()
     })
+}
+
+/// nginx for a run whose server list names it: found, or taken out of
+/// `servers` with a note that says how to install it (the run goes on
+/// without it). `None` also when the list does not name nginx.
+pub fn nginx_or_skip(servers: &mut Vec<String>, notes: &mut Vec<String>) -> Option<PathBuf> {
+    if !servers.iter().any(|s| s == NGINX) {
+        return None;
+    }
+    let found = nginx::find();
+    if found.is_none() {
+        notes.push(format!("skipping nginx: {}", nginx::INSTALL_HINT));
+        servers.retain(|s| s != NGINX);
+    }
+    found
+}
+
+/// A note when the machine is already busy before a run: the 1-minute load
+/// average at 0.5 or more. `before` names the run ("before the sweep"),
+/// `meaning` what the reader should make of it.
+pub fn busy_machine_note(before: &str, meaning: &str) -> Option<String> {
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())?;
+    (load >= 0.5).then(|| format!("load average {load:.2} {before}: {meaning}"))
 }
 
 /// A client of `kind` pinned to `cpus` with one thread per CPU.
