@@ -75,6 +75,10 @@ pub struct Options {
     /// Rotated access logs kept (FILE.1 .. FILE.N).
     #[arg(long, default_value_t = 5)]
     pub access_log_keep: usize,
+    /// Close a connection whose client has read nothing of its response for
+    /// this long (between two successive sends, as nginx's send_timeout).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub send_timeout: Duration,
     /// On SIGINT/SIGTERM, wait this long for in-flight requests (including
     /// /sleep and CGI) before dropping what is left; the exit code is 0 either way.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
@@ -222,6 +226,7 @@ impl Listening {
             header_timeout: self.opts.header_timeout,
             max_requests,
             shutdown_timeout: self.opts.shutdown_timeout,
+            send_timeout: self.opts.send_timeout,
         }
     }
 

@@ -11,7 +11,7 @@ use std::net::SocketAddrV4;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
-use super::{send_queued, Policy};
+use super::{send_queued, Policy, Sent};
 use crate::app::App;
 use crate::conn::{Conn, Ctx, Next};
 use crate::http::parser::Parser;
@@ -42,7 +42,9 @@ pub fn serve(fd: OwnedFd, peer: SocketAddrV4, parser: Parser, env: &Env<'_>) {
         .keepalive_timeout
         .min(p.header_timeout)
         .max(Duration::from_millis(10));
-    if sys::socket::set_read_timeout(fd.as_fd(), tick).is_err() {
+    if sys::socket::set_read_timeout(fd.as_fd(), tick).is_err()
+        || sys::socket::set_send_timeout(fd.as_fd(), p.send_timeout).is_err()
+    {
         return;
     }
     let mut conn = Conn::new(peer, parser, monotonic_ms_coarse());
@@ -54,9 +56,7 @@ pub fn serve(fd: OwnedFd, peer: SocketAddrV4, parser: Parser, env: &Env<'_>) {
             draining: env.shutdown.requested(),
             clock: sys::time::monotonic_ns,
         };
-        if ctx.draining
-            && (drained(&fd, &conn) || env.shutdown.elapsed_ms() >= ms(p.shutdown_timeout))
-        {
+        if ctx.draining && (drained(&fd, &conn) || p.drain_expired(env.shutdown)) {
             return;
         }
         match read_once(&fd, &mut conn, &ctx) {
@@ -64,10 +64,10 @@ pub fn serve(fd: OwnedFd, peer: SocketAddrV4, parser: Parser, env: &Env<'_>) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => conn.on_broken(),
         }
-        let mut next = settle(&fd, &mut conn, &ctx);
+        let mut next = settle(&fd, &mut conn, &ctx, env);
         if next == Next::Read && overdue(&conn, p) {
             conn.on_timeout(&ctx);
-            next = settle(&fd, &mut conn, &ctx);
+            next = settle(&fd, &mut conn, &ctx, env);
         }
         match next {
             Next::Read => {}
@@ -95,15 +95,26 @@ fn read_once(fd: &OwnedFd, conn: &mut Conn, ctx: &Ctx<'_>) -> io::Result<()> {
 }
 
 /// Run jobs inline and send everything queued; what the connection needs then.
-fn settle(fd: &OwnedFd, conn: &mut Conn, ctx: &Ctx<'_>) -> Next {
+/// A client that takes nothing for `send_timeout` is cut off; past the
+/// shutdown deadline no job starts and an interrupted send is not retried.
+fn settle(fd: &OwnedFd, conn: &mut Conn, ctx: &Ctx<'_>, env: &Env<'_>) -> Next {
     loop {
         if let Some(job) = conn.take_job() {
-            let done = job.run();
-            conn.on_job_done(ctx, done, monotonic_ms_coarse());
+            if env.policy.drain_expired(env.shutdown) {
+                conn.on_broken();
+            } else {
+                let done = job.run();
+                conn.on_job_done(ctx, done, monotonic_ms_coarse());
+            }
         }
-        // A blocking send returns only once everything is written (or the
-        // connection broke, which `next` then says).
-        let _ = send_queued(fd.as_fd(), conn, ctx, monotonic_ms_coarse());
+        let mut bounded = false;
+        let go_on = || drain_bound(fd, env, &mut bounded);
+        match send_queued(fd.as_fd(), conn, ctx, monotonic_ms_coarse(), go_on) {
+            // The send timeout passed with nothing taken (a client that does
+            // not read would hold this thread for good), or shutdown's did.
+            Ok(Sent::Blocked | Sent::Stopped) => conn.on_broken(),
+            Ok(Sent::All) | Err(_) => {}
+        }
         // The thread may now block reading: log lines go out first.
         ctx.app.flush_log();
         match conn.next() {
@@ -111,6 +122,25 @@ fn settle(fd: &OwnedFd, conn: &mut Conn, ctx: &Ctx<'_>) -> Next {
             next => return next,
         }
     }
+}
+
+/// Asked before each send: once shutdown is requested, a send may block
+/// only for what is left of its deadline (a signal that interrupted a send
+/// after partial progress is not seen again), and none starts past it.
+fn drain_bound(fd: &OwnedFd, env: &Env<'_>, bounded: &mut bool) -> bool {
+    let p = env.policy;
+    if !env.shutdown.requested() {
+        return true;
+    }
+    if p.drain_expired(env.shutdown) {
+        return false;
+    }
+    if !*bounded {
+        let left = ms(p.shutdown_timeout).saturating_sub(env.shutdown.elapsed_ms());
+        let bound = Duration::from_millis(left.max(1)).min(p.send_timeout);
+        *bounded = sys::socket::set_send_timeout(fd.as_fd(), bound).is_ok();
+    }
+    true
 }
 
 /// Shutdown: the connection has nothing in flight, not even unread bytes

@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::conn::{Conn, Ctx};
 use crate::http::response::{Chunk, Outbox};
 use crate::sys;
+use crate::sys::signal::Shutdown;
 
 pub mod blocking;
 pub mod offload;
@@ -33,6 +34,16 @@ pub struct Policy {
     pub max_requests: u64,
     /// After shutdown starts, a connection still busy this long is dropped.
     pub shutdown_timeout: Duration,
+    /// A client that reads nothing of its response for this long is cut off.
+    pub send_timeout: Duration,
+}
+
+impl Policy {
+    /// Shutdown was requested longer ago than `shutdown_timeout`: what is
+    /// still in flight is dropped, and no more blocking work starts.
+    pub fn drain_expired(&self, shutdown: &Shutdown) -> bool {
+        shutdown.requested() && shutdown.elapsed_ms() >= self.shutdown_timeout.as_millis() as u64
+    }
 }
 
 /// Largest single `sendfile` (the kernel caps one call near 2 GiB anyway).
@@ -43,52 +54,56 @@ const SENDFILE_MAX: u64 = 1 << 30;
 pub enum Sent {
     /// Everything queued went out.
     All,
-    /// The socket is full (non-blocking): wait until it is writable.
+    /// The socket is full: a non-blocking one must wait until it is
+    /// writable; on a blocking one the send timeout passed with no progress.
     Blocked,
+    /// The caller's `go_on` said to stop (shutdown past its deadline).
+    Stopped,
 }
 
 /// Send one chunk: `send` for bytes (with `MSG_MORE` when more follows),
-/// `sendfile` for a file range. `EINTR` is retried (shutdown lets responses
-/// in flight finish); a file that shrank while being sent is an error.
+/// `sendfile` for a file range. A file that shrank while being sent is an
+/// error; `EINTR` is returned as it is.
 fn send_chunk(fd: BorrowedFd<'_>, chunk: Chunk<'_>) -> io::Result<usize> {
-    loop {
-        let res = match chunk {
-            Chunk::Bytes { data, more } => sys::io::send(fd, data, more),
-            Chunk::File {
-                fd: file,
-                offset,
-                len,
-            } => {
-                let mut off = offset as i64;
-                let n = len.min(SENDFILE_MAX) as usize;
-                match sys::io::sendfile(fd, file.as_fd(), &mut off, n) {
-                    Ok(0) => Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "file shrank while being sent",
-                    )),
-                    other => other,
-                }
+    match chunk {
+        Chunk::Bytes { data, more } => sys::io::send(fd, data, more),
+        Chunk::File {
+            fd: file,
+            offset,
+            len,
+        } => {
+            let mut off = offset as i64;
+            let n = len.min(SENDFILE_MAX) as usize;
+            match sys::io::sendfile(fd, file.as_fd(), &mut off, n) {
+                Ok(0) => Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank while being sent",
+                )),
+                other => other,
             }
-        };
-        match res {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => return other,
         }
     }
 }
 
-/// Send what `conn` has queued until it is all sent or the socket is full.
-/// An error means the connection is broken (it has been told).
+/// Send what `conn` has queued until it is all sent, the socket is full (or
+/// its send timeout passed), or `go_on` — asked before every send, and so
+/// after every signal that interrupted one — says to stop. An error means
+/// the connection is broken (it has been told).
 pub fn send_queued(
     fd: BorrowedFd<'_>,
     conn: &mut Conn,
     ctx: &Ctx<'_>,
     now_ms: u64,
+    mut go_on: impl FnMut() -> bool,
 ) -> io::Result<Sent> {
     while let Some(chunk) = conn.to_send() {
+        if !go_on() {
+            return Ok(Sent::Stopped);
+        }
         match send_chunk(fd, chunk) {
             Ok(n) => conn.on_sent(ctx, n, now_ms),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Sent::Blocked),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 conn.on_broken();
                 return Err(e);
@@ -109,6 +124,7 @@ pub fn send_outbox(fd: BorrowedFd<'_>, out: &mut Outbox) -> io::Result<u64> {
                 sent += n as u64;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
     }

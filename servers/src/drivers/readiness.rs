@@ -179,7 +179,10 @@ impl<'e> Loop<'_, 'e> {
                             .and_then(Option::as_ref)
                             .is_some_and(|s| s.conn.has_pending_output() || s.read_pending);
                 if wanted {
-                    self.drive(idx, readable, now);
+                    // A FIN or reset that came with data raises no new edge
+                    // after the data is read: read on to EOF or the error.
+                    let to_eof = ev.is_hangup() || ev.is_error();
+                    self.drive(idx, readable, to_eof, now);
                 }
             }
         }
@@ -187,7 +190,7 @@ impl<'e> Loop<'_, 'e> {
 
     /// Read, answer, run or hand off jobs, and write, until the connection
     /// waits for the socket, the client or a job; then apply what it needs.
-    fn drive(&mut self, idx: usize, readable: bool, now: u64) {
+    fn drive(&mut self, idx: usize, readable: bool, to_eof: bool, now: u64) {
         let ctx = self.ctx();
         let Some(slot) = self.table.slots.get_mut(idx).and_then(Option::as_mut) else {
             return;
@@ -195,10 +198,15 @@ impl<'e> Loop<'_, 'e> {
         let mut read = readable || slot.read_pending;
         let next = loop {
             if read {
-                slot.read_pending = read_available(slot, &ctx, now);
+                slot.read_pending = read_available(slot, &ctx, now, to_eof);
             }
             if let Some(job) = slot.conn.take_job() {
                 match self.env.offload {
+                    // Past the shutdown deadline no job starts on the loop:
+                    // each would hold the exit back by its whole length.
+                    None if self.env.policy.drain_expired(self.env.shutdown) => {
+                        slot.conn.on_broken();
+                    }
                     None => {
                         let done = job.run();
                         slot.conn.on_job_done(&ctx, done, monotonic_ms_coarse());
@@ -210,7 +218,8 @@ impl<'e> Loop<'_, 'e> {
                     }
                 }
             }
-            if let Ok(Sent::Blocked) = send_queued(slot.fd.as_fd(), &mut slot.conn, &ctx, now) {
+            let sent = send_queued(slot.fd.as_fd(), &mut slot.conn, &ctx, now, || true);
+            if let Ok(Sent::Blocked) = sent {
                 break Next::Write;
             }
             match slot.conn.next() {
@@ -236,7 +245,7 @@ impl<'e> Loop<'_, 'e> {
                     let _ = sys::socket::shutdown_write(slot.fd.as_fd());
                     slot.conn.on_half_closed();
                     // Input may already be waiting (no new edge would come).
-                    read_available(slot, &ctx, now);
+                    read_available(slot, &ctx, now, false);
                     if slot.conn.next() == Next::Close {
                         self.close(idx);
                     }
@@ -274,7 +283,7 @@ impl<'e> Loop<'_, 'e> {
                 continue;
             }
             slot.conn.on_job_done(&ctx, done, now);
-            self.drive(idx, false, now);
+            self.drive(idx, false, false, now);
         }
         self.finished = finished;
     }
@@ -344,6 +353,7 @@ impl<'e> Loop<'_, 'e> {
         let ctx = self.ctx();
         let p = self.env.policy;
         let keepalive_ms = p.keepalive_timeout.as_millis() as u64;
+        let send_ms = p.send_timeout.as_millis() as u64;
         let header_ms = p.header_timeout.as_millis() as u64;
         for idx in 0..self.table.slots.len() {
             let Some(slot) = self.table.slots[idx].as_mut() else {
@@ -356,8 +366,8 @@ impl<'e> Loop<'_, 'e> {
             } else if c.is_waiting() {
                 false
             } else if c.has_pending_output() {
-                // A client not reading its responses: same bound as idle.
-                idle_for >= keepalive_ms
+                // A client not reading its responses (nginx's send_timeout).
+                idle_for >= send_ms
             } else if c.has_partial_request() {
                 now.saturating_sub(c.request_started_ms) >= header_ms
             } else {
@@ -374,7 +384,7 @@ impl<'e> Loop<'_, 'e> {
                 continue;
             }
             slot.conn.on_timeout(&ctx);
-            self.drive(idx, false, now);
+            self.drive(idx, false, false, now);
         }
     }
 }
@@ -386,8 +396,9 @@ fn slot_token(idx: usize, generation: u32) -> u64 {
 
 /// Read until the socket is drained or the connection stops wanting input,
 /// feeding what arrives. Returns whether reading stopped with bytes possibly
-/// left in the kernel buffer.
-fn read_available(slot: &mut Slot, ctx: &Ctx<'_>, now: u64) -> bool {
+/// left in the kernel buffer. `to_eof`: the peer hung up, so a short read
+/// does not end the reading (its EOF or error follows the data).
+fn read_available(slot: &mut Slot, ctx: &Ctx<'_>, now: u64, to_eof: bool) -> bool {
     loop {
         let Some(buf) = slot.conn.recv_buf(ctx) else {
             return slot.conn.next() != Next::Close;
@@ -403,7 +414,7 @@ fn read_available(slot: &mut Slot, ctx: &Ctx<'_>, now: u64) -> bool {
                 // A short read drained the socket: with edge-triggered
                 // epoll, new data raises a new edge, so reading again
                 // would only cost a syscall returning EAGAIN.
-                if n < space {
+                if n < space && !to_eof {
                     return false;
                 }
             }

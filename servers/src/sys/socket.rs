@@ -87,15 +87,27 @@ pub fn set_nodelay(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// fails with `WouldBlock`. This is how the blocking models time out idle
 /// and slow clients without a timer thread.
 pub fn set_read_timeout(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> io::Result<()> {
+    set_timeout(fd, libc::SO_RCVTIMEO, timeout)
+}
+
+/// Bound how long a blocking send may make no progress (SO_SNDTIMEO); it
+/// then fails with `WouldBlock`. This is how the blocking models cut off a
+/// client that stops reading (nginx's `send_timeout` has the same meaning:
+/// the time between two successive writes, not for the whole response).
+pub fn set_send_timeout(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> io::Result<()> {
+    set_timeout(fd, libc::SO_SNDTIMEO, timeout)
+}
+
+fn set_timeout(fd: BorrowedFd<'_>, which: i32, timeout: std::time::Duration) -> io::Result<()> {
     let tv = libc::timeval {
         tv_sec: timeout.as_secs() as libc::time_t,
         tv_usec: timeout.subsec_micros() as libc::suseconds_t,
     };
-    // `fd` is open for the borrow; `tv` is a timeval valid for reads.
+    // SAFETY: `fd` is open for the borrow; `tv` is a timeval valid for reads.
     syscall!(setsockopt(
         fd.as_raw_fd(),
         libc::SOL_SOCKET,
-        libc::SO_RCVTIMEO,
+        which,
         &tv as *const libc::timeval as *const libc::c_void,
         mem::size_of::<libc::timeval>() as libc::socklen_t
     ))?;

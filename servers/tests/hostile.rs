@@ -1,0 +1,221 @@
+//! Hostile and broken clients against every variant of the catalog, as real
+//! processes: each case provokes one misbehaviour and asserts the bounded
+//! outcome — the connection is closed or answered, the descriptor is freed,
+//! the other clients are served, shutdown ends.
+//!
+//! Timeouts in the servers are set far above the bounds the tests wait
+//! (30 s), so a case can only pass through the mechanism it is about, never
+//! through an idle or header timeout. The waits themselves are liveness
+//! bounds (a case fails when the server never gets there), not timings.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::*;
+use servers::variants::{Limit, Variant};
+
+/// How long a case waits for what must happen "promptly".
+const PROMPT: Duration = Duration::from_secs(5);
+
+fn opts(extra: &[&str]) -> ServerOpts {
+    ServerOpts {
+        threads: 2,
+        header_timeout: "30s".into(),
+        keepalive_timeout: "30s".into(),
+        max_body_bytes: None,
+        extra: extra.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// Read until EOF (or the bound); what came, and whether EOF came.
+fn read_to_eof(s: &mut TcpStream, bound: Duration) -> (Vec<u8>, bool) {
+    s.set_read_timeout(Some(bound)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (got, true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => return (got, false),
+        }
+    }
+}
+
+/// A request sent together with the client's FIN (`shutdown(SHUT_WR)`) is
+/// answered and the connection closed at once — not when an idle timer
+/// finds it (the FIN came with the data, and an edge-triggered loop gets no
+/// second event for it).
+fn half_close_after_a_request(v: &'static Variant) {
+    let docroot = DocRoot::build();
+    let server = Server::start(v.name, &docroot.root, &opts(&[]));
+    for path in ["/plaintext", "/json"] {
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        s.write_all(&get_req(path)).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let (got, eof) = read_to_eof(&mut s, PROMPT);
+        assert!(
+            got.starts_with(b"HTTP/1.1 200 OK\r\n"),
+            "[{}] GET {path} + FIN: {}",
+            v.name,
+            excerpt(&got, 200)
+        );
+        assert!(
+            eof,
+            "[{}] GET {path} + FIN: answered, but the connection was not closed within {PROMPT:?} \
+             (the idle timeout is 30 s)",
+            v.name
+        );
+    }
+}
+
+/// Clients that send part of a head and reset leave no descriptor behind:
+/// the reset is noticed even when it arrives with the data.
+fn partial_head_then_reset(v: &'static Variant) {
+    let docroot = DocRoot::build();
+    let server = Server::start(v.name, &docroot.root, &opts(&[]));
+    let baseline = server.stable_fd_count();
+    for i in 0..200 {
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        let head = format!("GET /plaintext?{i} HTTP/1.1\r\nHost: loc");
+        s.write_all(head.as_bytes()).unwrap();
+        set_linger_zero(&s);
+        drop(s);
+    }
+    let end = server.wait_fd_count(baseline, Duration::from_secs(10));
+    assert_eq!(
+        end,
+        baseline,
+        "[{}] 200 clients sent a partial head and reset: {end} descriptors open, {baseline} before \
+         (the header timeout is 30 s)\n{}",
+        v.name,
+        server.fd_listing()
+    );
+    let mut c = server.conn();
+    c.get("/plaintext").expect_status(200, "after the resets");
+}
+
+/// A client that requests a large file and reads nothing is cut off after
+/// `--send-timeout`; the others are served. On the blocking models that
+/// client holds the thread until then (their honest limit); on the event
+/// loops it costs nothing meanwhile.
+fn a_client_that_reads_nothing(v: &'static Variant) {
+    let docroot = DocRoot::build();
+    // Far more than loopback socket buffers absorb: the send must block.
+    let big = std::fs::File::create(docroot.root.join("huge.bin")).unwrap();
+    big.set_len(256 << 20).unwrap();
+    // One worker: on the thread pool, the stalled client holds it.
+    let one_thread = ServerOpts {
+        threads: 1,
+        ..opts(&["--send-timeout", "1s"])
+    };
+    let server = Server::start(v.name, &docroot.root, &one_thread);
+    let mut stalled = TcpStream::connect(server.addr).unwrap();
+    stalled.write_all(&get_req("/huge.bin")).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let mut c = Conn::connect(server.addr);
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let r = c
+        .try_read_after(&get_req("/plaintext"))
+        .unwrap_or_else(|e| {
+            panic!(
+                "[{}] a client reading nothing of a 256 MiB file held the server: no answer to \
+             another client within 20 s ({e}); --send-timeout is 1s",
+                v.name
+            )
+        });
+    r.expect_status(200, "GET /plaintext beside a client that reads nothing");
+    println!("[{}] answered after {:?}", v.name, started.elapsed());
+    // The stalled client is cut off once it has taken nothing for the send
+    // timeout (the event loops notice at their next sweep): reading on
+    // after that, it reaches the end (or a reset) long before 256 MiB.
+    std::thread::sleep(Duration::from_secs(3));
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match stalled.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n as u64,
+        }
+    }
+    assert!(
+        total < 256 << 20,
+        "[{}] the client that read nothing still got the whole file ({total} bytes)",
+        v.name
+    );
+}
+
+/// SIGTERM while a send is stuck on a client that reads nothing: the
+/// server still exits within `--shutdown-timeout` (plus a margin), status 0.
+fn sigterm_while_a_send_is_stuck(v: &'static Variant) {
+    let docroot = DocRoot::build();
+    let big = std::fs::File::create(docroot.root.join("huge.bin")).unwrap();
+    big.set_len(256 << 20).unwrap();
+    let mut server = Server::start(
+        v.name,
+        &docroot.root,
+        &opts(&["--send-timeout", "60s", "--shutdown-timeout", "1s"]),
+    );
+    let mut stalled = TcpStream::connect(server.addr).unwrap();
+    stalled.write_all(&get_req("/huge.bin")).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    server.signal(libc::SIGTERM);
+    let st = server.wait_exit(Duration::from_secs(15));
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "[{}] SIGTERM with a send stuck on a client that reads nothing: {st:?} within 15 s \
+         (--shutdown-timeout 1s, --send-timeout 60s)\n{}",
+        v.name,
+        server.stderr_tail()
+    );
+    drop(stalled);
+}
+
+/// Blocking work queued on a single-threaded loop does not outlive
+/// `--shutdown-timeout`: jobs not started by then are dropped.
+fn shutdown_timeout_bounds_queued_jobs(v: &'static Variant) {
+    let docroot = DocRoot::build();
+    let mut server = Server::start(v.name, &docroot.root, &opts(&["--shutdown-timeout", "2s"]));
+    let clients: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.addr).unwrap();
+            s.write_all(&get_req("/sleep?ms=1000")).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    server.signal(libc::SIGTERM);
+    let st = server.wait_exit(Duration::from_secs(12));
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "[{}] 20 queued /sleep?ms=1000 and SIGTERM with --shutdown-timeout 2s: {st:?} after \
+         {:?} (each queued job would add 1 s)\n{}",
+        v.name,
+        started.elapsed(),
+        server.stderr_tail()
+    );
+    if v.cannot(Limit::HandlersBlockTheLoop) {
+        println!("[{}] exited {:?} after SIGTERM", v.name, started.elapsed());
+    }
+    drop(clients);
+}
+
+per_variant_tests! {
+    variants: [blocking, threadpool, epoll, epoll_threads],
+    tests: [
+        half_close_after_a_request,
+        partial_head_then_reset,
+        a_client_that_reads_nothing,
+        sigterm_while_a_send_is_stuck,
+        shutdown_timeout_bounds_queued_jobs,
+    ],
+}
