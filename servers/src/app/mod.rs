@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::http::date;
-use crate::http::parser::{Method, Request, Version};
+use crate::http::parser::{Header, Method, Request, Version};
 use crate::http::response::{push_u64, write_head, ConnHeader, Outbox};
 use access_log::{AccessLog, Entry};
 use cgi::CgiDir;
@@ -454,7 +454,7 @@ impl App {
 }
 
 /// Answer with a file (or a range of it) sent by `sendfile`, honouring
-/// Range and If-Modified-Since.
+/// Range and the conditional headers (see [`preconditions`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn serve_file(
     req: &Request<'_>,
@@ -468,17 +468,34 @@ pub(crate) fn serve_file(
 ) -> u16 {
     let mut last_modified = *b"Last-Modified: Thu, 01 Jan 1970 00:00:00 GMT";
     last_modified[15..].copy_from_slice(&date::format(mtime));
-    let not_modified = req
-        .header("if-modified-since")
-        .and_then(date::parse)
-        .is_some_and(|since| mtime <= since);
-    if not_modified {
-        // A 304 has no body; its Content-Length, if any, must be the
-        // length a 200 would have had (RFC 9110 §8.6).
-        write_head(out.bytes(), 304, None, Some(size), conn, &[&last_modified]);
-        return 304;
-    }
-    match files::range(req.header("range"), size) {
+    let now = crate::sys::time::unix_seconds_coarse();
+    let honour_range = match preconditions(req.method, req.headers(), mtime, now) {
+        Verdict::Failed => {
+            return simple(
+                out,
+                412,
+                "text/plain",
+                b"412 Precondition Failed\n",
+                conn,
+                &[],
+                head_only,
+            );
+        }
+        Verdict::NotModified => {
+            // A 304 has no body; its Content-Length, if any, must be the
+            // length a 200 would have had (RFC 9110 §8.6). Last-Modified is
+            // the validator a cache updates from (§15.4.5; we send no ETag).
+            write_head(out.bytes(), 304, None, Some(size), conn, &[&last_modified]);
+            return 304;
+        }
+        Verdict::Proceed { honour_range } => honour_range,
+    };
+    let range = if honour_range {
+        files::range(req.header("range"), size)
+    } else {
+        Range::Full
+    };
+    match range {
         Range::Full => {
             write_head(
                 out.bytes(),
@@ -528,6 +545,159 @@ pub(crate) fn serve_file(
             )
         }
     }
+}
+
+/// What the conditional headers decide for a file (see [`preconditions`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    /// 412 Precondition Failed.
+    Failed,
+    /// 304 Not Modified.
+    NotModified,
+    /// Serve the file. `honour_range` is false when an If-Range condition is
+    /// false: any Range header is then ignored and the whole file sent (200).
+    Proceed { honour_range: bool },
+}
+
+/// One conditional header as the request carries it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Field<'b> {
+    #[default]
+    Absent,
+    One(&'b [u8]),
+    /// Several lines: one list combining them (RFC 9110 §5.3), which is
+    /// never a valid HTTP-date, a valid If-Range, nor `*`.
+    Many,
+}
+
+impl<'b> Field<'b> {
+    fn add(&mut self, value: &'b [u8]) {
+        *self = match self {
+            Field::Absent => Field::One(value),
+            _ => Field::Many,
+        };
+    }
+
+    fn present(self) -> bool {
+        self != Field::Absent
+    }
+
+    fn is_star(self) -> bool {
+        self == Field::One(b"*")
+    }
+
+    /// The date, when the field is one valid HTTP-date (anything else is
+    /// ignored: RFC 9110 §13.1.3, §13.1.4).
+    fn date(self) -> Option<i64> {
+        match self {
+            Field::One(v) => date::parse(v),
+            _ => None,
+        }
+    }
+}
+
+/// The conditional headers of a request, gathered in one pass.
+#[derive(Default)]
+struct Conditions<'b> {
+    if_match: Field<'b>,
+    if_none_match: Field<'b>,
+    if_modified_since: Field<'b>,
+    if_unmodified_since: Field<'b>,
+    if_range: Field<'b>,
+}
+
+impl<'b> Conditions<'b> {
+    fn of(headers: &[Header<'b>]) -> Self {
+        let mut c = Conditions::default();
+        for h in headers {
+            let n = h.name;
+            if n.len() < 8 || !n.as_bytes()[..3].eq_ignore_ascii_case(b"if-") {
+                continue;
+            }
+            let slot = match &n[3..] {
+                x if x.eq_ignore_ascii_case("match") => &mut c.if_match,
+                x if x.eq_ignore_ascii_case("none-match") => &mut c.if_none_match,
+                x if x.eq_ignore_ascii_case("modified-since") => &mut c.if_modified_since,
+                x if x.eq_ignore_ascii_case("unmodified-since") => &mut c.if_unmodified_since,
+                x if x.eq_ignore_ascii_case("range") => &mut c.if_range,
+                _ => continue,
+            };
+            slot.add(h.value);
+        }
+        c
+    }
+}
+
+/// Evaluate the conditional headers of a request for a file last modified
+/// at `mtime` (Unix seconds; `now` on the same clock), in the order of RFC
+/// 9110 §13.2.2. Only files reach here (an existing representation: a
+/// missing one is a 404 before any precondition). We send no ETag, so no
+/// entity tag ever matches; Last-Modified is the only validator.
+///
+/// 1. If-Match (§13.1.1): `*` matches (the file exists); anything else is
+///    a list of entity tags, none of which can be ours: 412.
+/// 2. If-Unmodified-Since (§13.1.4), only without If-Match: 412 when the
+///    file changed after the date.
+/// 3. If-None-Match (§13.1.2): `*` matches, so 304 for GET/HEAD (412
+///    otherwise); entity tags never match, so the request proceeds.
+/// 4. If-Modified-Since (§13.1.3), only for GET/HEAD and only without
+///    If-None-Match: 304 when the file has not changed since the date.
+/// 5. If-Range (§13.1.5): when false, Range is ignored (a 200 with the
+///    whole file), so a resumed download never splices two versions.
+///
+/// An invalid or repeated date is ignored (§13.1.3, §13.1.4). Where the
+/// RFC leaves a choice we do what nginx 1.22 does: preconditions are
+/// settled before Range (its not_modified filter runs before the range
+/// filter), so 412 and 304 win over 206 and 416; HEAD is evaluated like
+/// GET, Range included. Where nginx departs from a MUST we follow the RFC:
+/// nginx checks If-Unmodified-Since even beside If-Match and answers 412 to
+/// an unparsable one, and its default `if_modified_since exact` wants an
+/// equal date where §13.1.3 accepts any date not before the file's (nginx's
+/// `if_modified_since before`).
+fn preconditions(method: Method, headers: &[Header<'_>], mtime: i64, now: i64) -> Verdict {
+    let c = Conditions::of(headers);
+    let get_or_head = matches!(method, Method::Get | Method::Head);
+    if c.if_match.present() {
+        if !c.if_match.is_star() {
+            return Verdict::Failed;
+        }
+    } else if c.if_unmodified_since.date().is_some_and(|d| mtime > d) {
+        return Verdict::Failed;
+    }
+    if c.if_none_match.present() {
+        if c.if_none_match.is_star() {
+            return if get_or_head {
+                Verdict::NotModified
+            } else {
+                Verdict::Failed
+            };
+        }
+    } else if get_or_head && c.if_modified_since.date().is_some_and(|d| mtime <= d) {
+        return Verdict::NotModified;
+    }
+    let honour_range = match c.if_range {
+        Field::Absent => true,
+        Field::One(v) => if_range_matches(v, mtime, now),
+        Field::Many => false,
+    };
+    Verdict::Proceed { honour_range }
+}
+
+/// Whether an If-Range value matches the file (RFC 9110 §13.1.5).
+///
+/// An entity tag (a DQUOTE among the first three characters: `"x"` or
+/// `W/"x"`) never matches, as we send none. A date matches only when it
+/// equals Last-Modified exactly (nginx compares for equality too; an older
+/// date means the client holds an older file) and is a strong validator
+/// (§8.8.2.2): a file modified during the current second may change again
+/// within that second under the same Last-Modified, so until that second
+/// is over its date is weak and the whole file is sent. nginx skips that
+/// check; it can only turn a 206 into a 200, never the reverse.
+fn if_range_matches(value: &[u8], mtime: i64, now: i64) -> bool {
+    if value.iter().take(3).any(|&b| b == b'"') {
+        return false;
+    }
+    date::parse(value) == Some(mtime) && mtime < now
 }
 
 /// Append an error response that closes the connection (the request's
@@ -695,5 +865,109 @@ pub(crate) fn conn_header(version: Version, keep_alive: bool) -> ConnHeader {
         (false, _) => ConnHeader::Close,
         (true, Version::Http10) => ConnHeader::KeepAlive,
         (true, Version::Http11) => ConnHeader::None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2020-01-01T00:00:00Z, and its IMF-fixdate.
+    const MTIME: i64 = 1_577_836_800;
+    const LM: &str = "Wed, 01 Jan 2020 00:00:00 GMT";
+    const BEFORE: &str = "Tue, 31 Dec 2019 23:59:59 GMT";
+    const AFTER: &str = "Wed, 01 Jan 2020 00:00:01 GMT";
+    const NOW: i64 = MTIME + 3600;
+
+    fn verdict(method: Method, hs: &[(&'static str, &'static str)]) -> Verdict {
+        let headers: Vec<Header<'static>> = hs
+            .iter()
+            .map(|&(name, v)| Header {
+                name,
+                value: v.as_bytes(),
+            })
+            .collect();
+        preconditions(method, &headers, MTIME, NOW)
+    }
+
+    const GO: Verdict = Verdict::Proceed { honour_range: true };
+    const WHOLE: Verdict = Verdict::Proceed {
+        honour_range: false,
+    };
+
+    /// A method, its headers, and the verdict they must get.
+    type Case = (Method, &'static [(&'static str, &'static str)], Verdict);
+
+    #[test]
+    fn precondition_table() {
+        use Method::{Get, Head, Post};
+        use Verdict::{Failed, NotModified};
+        let cases: &[Case] = &[
+            (Get, &[], GO),
+            (Get, &[("If-Match", "*")], GO),
+            (Get, &[("If-Match", "\"x\"")], Failed),
+            (Get, &[("If-Match", "\"x\", *")], Failed),
+            (Get, &[("if-match", "*"), ("If-Match", "*")], Failed),
+            (Get, &[("If-Unmodified-Since", BEFORE)], Failed),
+            (Get, &[("If-Unmodified-Since", LM)], GO),
+            (Get, &[("If-Unmodified-Since", AFTER)], GO),
+            (Get, &[("If-Unmodified-Since", "yesterday")], GO),
+            // If-Match present: If-Unmodified-Since ignored.
+            (
+                Get,
+                &[("If-Match", "*"), ("If-Unmodified-Since", BEFORE)],
+                GO,
+            ),
+            (Get, &[("If-None-Match", "*")], NotModified),
+            (Head, &[("If-None-Match", "*")], NotModified),
+            (Post, &[("If-None-Match", "*")], Failed),
+            (Get, &[("If-None-Match", "\"x\"")], GO),
+            // If-None-Match present: If-Modified-Since ignored.
+            (
+                Get,
+                &[("If-None-Match", "\"x\""), ("If-Modified-Since", LM)],
+                GO,
+            ),
+            (Get, &[("If-Modified-Since", LM)], NotModified),
+            (Head, &[("If-Modified-Since", AFTER)], NotModified),
+            (Get, &[("If-Modified-Since", BEFORE)], GO),
+            (Get, &[("If-Modified-Since", "not a date")], GO),
+            (
+                Get,
+                &[("If-Modified-Since", LM), ("If-Modified-Since", LM)],
+                GO,
+            ),
+            (Post, &[("If-Modified-Since", LM)], GO),
+            // Order: 412 before 304.
+            (
+                Get,
+                &[("If-Modified-Since", LM), ("If-Match", "\"x\"")],
+                Failed,
+            ),
+            (
+                Get,
+                &[("If-None-Match", "*"), ("If-Unmodified-Since", BEFORE)],
+                Failed,
+            ),
+            (Get, &[("If-Range", LM)], GO),
+            (Get, &[("If-Range", BEFORE)], WHOLE),
+            (Get, &[("If-Range", AFTER)], WHOLE),
+            (Get, &[("If-Range", "\"x\"")], WHOLE),
+            (Get, &[("If-Range", "W/\"x\"")], WHOLE),
+            (Get, &[("If-Range", "garbage")], WHOLE),
+            (Get, &[("If-Range", LM), ("If-Range", LM)], WHOLE),
+            (Head, &[("If-Range", BEFORE)], WHOLE),
+        ];
+        for (method, hs, want) in cases {
+            assert_eq!(verdict(*method, hs), *want, "{method:?} {hs:?}");
+        }
+    }
+
+    #[test]
+    fn if_range_date_must_be_strong() {
+        let lm = date::format(MTIME);
+        assert!(if_range_matches(&lm, MTIME, MTIME + 1));
+        // Modified during the current second: weak, so no match.
+        assert!(!if_range_matches(&lm, MTIME, MTIME));
     }
 }
