@@ -117,7 +117,7 @@ pub const VARIANTS: &[Variant] = &[
     Variant {
         name: "blocking",
         model: "one thread: blocking `accept` → read → respond → close",
-        policy: "one request per connection (`Connection: close`); a slow client holds up everyone until it finishes or gets 408 after `--header-timeout`; others wait in the kernel backlog",
+        policy: "one request per connection (`Connection: close`); a slow client holds up everyone until it finishes, gets 408 after `--header-timeout`, or (reading nothing) is cut off after `--send-timeout`; others wait in the kernel backlog",
         threads: Threads::One,
         keep_alive: KeepAlive::Never,
         limits: &[Limit::NoKeepAlive, Limit::OneClientAtATime, Limit::HandlersBlockTheLoop],
@@ -127,7 +127,7 @@ pub const VARIANTS: &[Variant] = &[
     Variant {
         name: "threadpool",
         model: "accept thread → bounded queue (mutex + condvar) → N blocking workers (default 4 per CPU)",
-        policy: "a worker owns a connection, keep-alive included, until the client closes, `--keepalive-requests` is reached, or it idles past `--keepalive-timeout`; more clients than workers wait in the queue (`--queue`), and when it is full new clients get `503` + `Retry-After: 1`",
+        policy: "a worker owns a connection, keep-alive included, until the client closes, `--keepalive-requests` is reached, or it idles past `--keepalive-timeout` (a client that stops reading is cut off after `--send-timeout`); more clients than workers wait in the queue (`--queue`), and when it is full new clients get `503` + `Retry-After: 1`",
         threads: Threads::PerCpu(4),
         keep_alive: KeepAlive::Capped,
         limits: &[],
