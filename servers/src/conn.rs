@@ -26,8 +26,10 @@ use crate::http::stats::Shard;
 /// requests until the client has read some: a client that pipelines without
 /// reading cannot make the server buffer without bound.
 const OUT_HIGH_WATER: usize = 256 * 1024;
-/// Initial read buffer; grows (up to the request size limits) only for large
-/// heads or bodies.
+/// Read buffer allocated with the first bytes; grows (up to the request
+/// size limits) only for large heads or bodies, and a grown one is freed as
+/// soon as it is empty again, so a keep-alive connection never keeps the
+/// memory of its largest request.
 const INITIAL_BUF: usize = 8 * 1024;
 /// At most this much is read and discarded from a client being closed after
 /// an error, so its last request bytes do not turn our close into a reset
@@ -140,9 +142,9 @@ impl Conn {
             input: Input::Open,
             max_buf: l.max_request_line + l.max_header_bytes + l.max_body_bytes + 4096,
             parser,
-            buf: vec![0; INITIAL_BUF],
+            buf: Vec::new(),
             filled: 0,
-            out: Outbox::new(),
+            out: Outbox::default(),
             served: 0,
             request_started_ms: now_ms,
             last_active_ms: now_ms,
@@ -187,6 +189,9 @@ impl Conn {
     pub fn recv_buf(&mut self, ctx: &Ctx<'_>) -> Option<&mut [u8]> {
         if !self.wants_input() {
             return None;
+        }
+        if self.buf.is_empty() {
+            self.buf.resize(INITIAL_BUF, 0);
         }
         if let Phase::Lingering { .. } = self.phase {
             return Some(&mut self.buf[..]);
@@ -238,6 +243,9 @@ impl Conn {
             }
             if matches!(self.phase, Phase::Closing { .. }) {
                 return;
+            }
+            if self.buf.is_empty() {
+                self.buf.resize(INITIAL_BUF, 0);
             }
             if self.filled == self.buf.len() {
                 if self.buf.len() >= self.max_buf {
@@ -497,6 +505,19 @@ impl Conn {
         if start > 0 {
             self.buf.copy_within(start..self.filled, 0);
             self.filled -= start;
+        }
+        if self.filled == 0 && self.buf.len() > INITIAL_BUF {
+            self.buf = Vec::new();
+        }
+    }
+
+    /// The connection is idle: give back its buffers (a few hundred bytes
+    /// of state are left). Called by drivers for connections that have been
+    /// quiet a while, so a busy keep-alive connection keeps its buffers.
+    pub fn release_buffers(&mut self) {
+        if self.filled == 0 && matches!(self.phase, Phase::Open) {
+            self.buf = Vec::new();
+            self.out.release();
         }
     }
 

@@ -15,7 +15,7 @@ use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::*;
-use servers::variants::{Limit, Variant};
+use servers::variants::{KeepAlive, Limit, Variant};
 
 /// How long a case waits for what must happen "promptly".
 const PROMPT: Duration = Duration::from_secs(5);
@@ -209,6 +209,105 @@ fn shutdown_timeout_bounds_queued_jobs(v: &'static Variant) {
     drop(clients);
 }
 
+/// Resident memory of a process, KiB (VmRSS).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Whether idle connections cost the model memory rather than a thread;
+/// the memory cases measure those (a blocking model's idle connection holds
+/// a thread, which its own limits bound).
+fn holds_idle_connections_in_memory(v: &Variant, case: &str) -> bool {
+    let yes = v.keep_alive == KeepAlive::Unbounded && !v.cannot(Limit::OneClientAtATime);
+    if !yes {
+        skip(
+            v,
+            case,
+            "a connection holds a thread (KeepAlive not Unbounded)",
+        );
+    }
+    yes
+}
+
+/// A large request does not leave its buffer behind on a keep-alive
+/// connection: 200 connections that each sent a 1 MB body and stay open
+/// cost far less than 200 MB.
+fn big_requests_leave_no_buffer_behind(v: &'static Variant) {
+    if !holds_idle_connections_in_memory(v, "big_requests_leave_no_buffer_behind") {
+        return;
+    }
+    let docroot = DocRoot::build();
+    let server = Server::start(v.name, &docroot.root, &opts(&[]));
+    let body = vec![b'x'; 1_000_000];
+    let post = |c: &mut Conn| {
+        let len = body.len().to_string();
+        let mut raw = req("POST", "/plaintext", &[("Content-Length", &len)]);
+        raw.extend_from_slice(&body);
+        c.try_read_after(&raw)
+            .unwrap()
+            .expect_status(405, "POST 1 MB to /plaintext");
+    };
+    let mut warm = server.conn();
+    post(&mut warm);
+    let before = rss_kib(server.pid);
+    let mut conns = Vec::new();
+    for _ in 0..200 {
+        let mut c = server.conn();
+        post(&mut c);
+        conns.push(c);
+    }
+    let grown = rss_kib(server.pid).saturating_sub(before);
+    assert!(
+        grown < 40 * 1024,
+        "[{}] 200 keep-alive connections after a 1 MB request each: RSS grew {grown} KiB \
+         (a buffer kept per connection would be ~200 MiB)",
+        v.name
+    );
+    println!(
+        "[{}] RSS grew {grown} KiB for 200 idle connections after 1 MB each",
+        v.name
+    );
+}
+
+/// An idle keep-alive connection keeps no buffers: 2,000 of them, quiet
+/// past one sweep, cost a few KiB each at most.
+fn idle_connections_cost_little(v: &'static Variant) {
+    if !holds_idle_connections_in_memory(v, "idle_connections_cost_little") {
+        return;
+    }
+    let docroot = DocRoot::build();
+    let server = Server::start(v.name, &docroot.root, &opts(&[]));
+    let mut warm = server.conn();
+    warm.get("/plaintext").expect_status(200, "warm-up");
+    let before = rss_kib(server.pid);
+    let n = 2_000u64;
+    let mut conns = Vec::new();
+    // In batches, each left idle past a sweep before the next: what is
+    // measured is what idle connections keep, not the allocator's memory
+    // of a peak when all of them were busy at once.
+    for _ in 0..8 {
+        for _ in 0..n / 8 {
+            let mut c = server.conn();
+            c.get("/plaintext")
+                .expect_status(200, "GET /plaintext, then idle");
+            conns.push(c);
+        }
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    let per_conn = rss_kib(server.pid).saturating_sub(before) * 1024 / n;
+    assert!(
+        per_conn < 4096,
+        "[{}] {n} idle keep-alive connections: {per_conn} bytes of RSS each (buffers kept?)",
+        v.name
+    );
+    println!("[{}] {per_conn} bytes of RSS per idle connection", v.name);
+}
+
 per_variant_tests! {
     variants: [blocking, threadpool, epoll, epoll_threads],
     tests: [
@@ -217,5 +316,7 @@ per_variant_tests! {
         a_client_that_reads_nothing,
         sigterm_while_a_send_is_stuck,
         shutdown_timeout_bounds_queued_jobs,
+        big_requests_leave_no_buffer_behind,
+        idle_connections_cost_little,
     ],
 }

@@ -88,7 +88,8 @@ fn read_once(fd: &OwnedFd, conn: &mut Conn, ctx: &Ctx<'_>) -> io::Result<()> {
     match sys::io::read(fd.as_fd(), buf) {
         Ok(0) => conn.on_eof(ctx, now),
         Ok(n) => conn.on_received(ctx, n, now),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        // The read timed out: the connection is idle, its buffers go back.
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.release_buffers(),
         Err(e) => return Err(e),
     }
     Ok(())

@@ -374,6 +374,11 @@ impl<'e> Loop<'_, 'e> {
                 self.draining || idle_for >= keepalive_ms
             };
             if !expired {
+                // Quiet since the last sweep: its buffers go back (a busy
+                // connection keeps them; an idle one costs its state only).
+                if idle_for >= SWEEP_MS {
+                    slot.conn.release_buffers();
+                }
                 continue;
             }
             if c.is_lingering()

@@ -156,6 +156,10 @@ pub enum Chunk<'a> {
     },
 }
 
+/// Capacity an emptied queue keeps for the next response; beyond it the
+/// buffer is freed.
+const KEEP_CAPACITY: usize = 64 * 1024;
+
 /// A position in an [`Outbox`], taken before a response is appended.
 #[derive(Debug, Clone, Copy)]
 pub struct Mark {
@@ -273,6 +277,20 @@ impl Outbox {
         if self.is_empty() {
             self.buf.clear();
             self.pos = 0;
+            // A large response (a CGI output, /stats of a busy server) does
+            // not leave its buffer behind on a keep-alive connection.
+            if self.buf.capacity() > KEEP_CAPACITY {
+                self.buf = Vec::new();
+            }
+        }
+    }
+
+    /// Give back the buffer's memory when nothing is queued (an idle
+    /// connection keeps none); the next response allocates again.
+    pub fn release(&mut self) {
+        if self.is_empty() {
+            self.buf = Vec::new();
+            self.files = VecDeque::new();
         }
     }
 
