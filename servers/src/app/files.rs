@@ -34,10 +34,17 @@ pub enum Resolved {
     Redirect(String),
     /// Bad percent-encoding, an encoded NUL, or a `..` segment (400).
     BadPath,
-    /// Escapes the root through a symlink, or not a regular file (403).
+    /// Escapes the root through a symlink, not a regular file, or not
+    /// readable by the server (403).
     Forbidden,
     /// Nothing there (404).
     NotFound,
+    /// The server is short of descriptors or kernel memory right now
+    /// (EMFILE, ENFILE, ENOMEM, ENOBUFS): the file may well exist, so 503
+    /// with `Retry-After`, never 404.
+    Unavailable,
+    /// Opening or inspecting it failed otherwise (EIO, ...): 500.
+    Failed,
 }
 
 /// Decode `%XX` escapes. `None` for a malformed escape or a NUL byte.
@@ -150,8 +157,9 @@ pub fn resolve(root: BorrowedFd<'_>, path: &str) -> Resolved {
         Ok(f) => f,
         Err(r) => return r,
     };
-    let Ok(meta) = file.metadata() else {
-        return Resolved::NotFound;
+    let meta = match file.metadata() {
+        Ok(meta) => meta,
+        Err(e) => return failure(&e),
     };
     if meta.is_dir() {
         if !wants_dir {
@@ -162,8 +170,9 @@ pub fn resolve(root: BorrowedFd<'_>, path: &str) -> Resolved {
             Ok(f) => f,
             Err(r) => return r,
         };
-        let Ok(meta) = file.metadata() else {
-            return Resolved::NotFound;
+        let meta = match file.metadata() {
+            Ok(meta) => meta,
+            Err(e) => return failure(&e),
         };
         return regular(file, &meta, &rel);
     }
@@ -187,13 +196,25 @@ fn open(root: BorrowedFd<'_>, rel: &[u8]) -> Result<File, Resolved> {
     let Ok(c) = CString::new(rel) else {
         return Err(Resolved::BadPath);
     };
-    sys::fs::open_beneath(root, &c).map_err(|e| match e.raw_os_error() {
-        Some(libc::EXDEV) | Some(libc::ELOOP) | Some(libc::EACCES) | Some(libc::EPERM) => {
-            Resolved::Forbidden
+    sys::fs::open_beneath(root, &c).map_err(|e| failure(&e))
+}
+
+/// What a failed open or `fstat` means for the client. Only a missing path
+/// is 404: a server out of descriptors must not tell a client that an
+/// existing file is gone.
+fn failure(e: &io::Error) -> Resolved {
+    use io::ErrorKind as Kind;
+    match (e.kind(), e.raw_os_error()) {
+        // ENOENT; ENOTDIR (a file used as a directory); ENAMETOOLONG.
+        (Kind::NotFound, _) | (_, Some(libc::ENOTDIR | libc::ENAMETOOLONG)) => Resolved::NotFound,
+        // EACCES, EPERM; EXDEV and ELOOP are how RESOLVE_BENEATH refuses a
+        // path (or symlink) leading out of the root.
+        (Kind::PermissionDenied, _) | (_, Some(libc::EXDEV | libc::ELOOP)) => Resolved::Forbidden,
+        (Kind::OutOfMemory, _) | (_, Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS)) => {
+            Resolved::Unavailable
         }
-        _ if e.kind() == io::ErrorKind::NotFound => Resolved::NotFound,
-        _ => Resolved::NotFound,
-    })
+        _ => Resolved::Failed,
+    }
 }
 
 /// Content-Type by file extension.
@@ -313,6 +334,29 @@ mod tests {
             "", "..", ".hidden", "a..b", "a/b", "[::1]:80", "x:", "x:8a", "a b", "%2e%2e",
         ] {
             assert_eq!(vhost_name(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn open_failures() {
+        let cases = [
+            (libc::ENOENT, "NotFound"),
+            (libc::ENOTDIR, "NotFound"),
+            (libc::ENAMETOOLONG, "NotFound"),
+            (libc::EACCES, "Forbidden"),
+            (libc::EPERM, "Forbidden"),
+            (libc::EXDEV, "Forbidden"),
+            (libc::ELOOP, "Forbidden"),
+            (libc::EMFILE, "Unavailable"),
+            (libc::ENFILE, "Unavailable"),
+            (libc::ENOMEM, "Unavailable"),
+            (libc::ENOBUFS, "Unavailable"),
+            (libc::EIO, "Failed"),
+            (libc::EOVERFLOW, "Failed"),
+        ];
+        for (errno, want) in cases {
+            let got = failure(&io::Error::from_raw_os_error(errno));
+            assert_eq!(format!("{got:?}"), want, "errno {errno}");
         }
     }
 

@@ -448,6 +448,30 @@ impl App {
                     head_only,
                 )
             }
+            // The connection stays open: it needs no new descriptor to
+            // retry, which a new connection would.
+            Resolved::Unavailable => {
+                return simple(
+                    out,
+                    503,
+                    "text/plain",
+                    b"503 Service Unavailable: out of descriptors or memory, retry shortly\n",
+                    conn,
+                    &[b"Retry-After: 1"],
+                    head_only,
+                )
+            }
+            Resolved::Failed => {
+                return simple(
+                    out,
+                    500,
+                    "text/plain",
+                    b"500 Internal Server Error\n",
+                    conn,
+                    &[],
+                    head_only,
+                )
+            }
         };
         serve_file(req, file, size, mtime, ctype, conn, head_only, out)
     }

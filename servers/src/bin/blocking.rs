@@ -16,6 +16,7 @@ use std::time::Duration;
 use clap::Parser;
 use servers::config::{Options, Server};
 use servers::drivers::blocking::{self, Env};
+use servers::drivers::readiness::AcceptBackoff;
 use servers::sys;
 
 #[derive(Parser)]
@@ -48,9 +49,11 @@ fn main() -> anyhow::Result<()> {
         policy: &policy,
         shutdown: server.shutdown,
     };
+    let mut backoff = AcceptBackoff::new("blocking: ");
     while !server.shutdown.requested() {
         match sys::socket::accept(listener.as_fd(), false) {
             Ok((fd, peer)) => {
+                backoff.succeeded();
                 env.shard.conn_opened();
                 blocking::serve(fd, peer, server.parser(), &env);
                 env.shard.conn_closed();
@@ -58,8 +61,15 @@ fn main() -> anyhow::Result<()> {
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                    io::ErrorKind::Interrupted
+                        | io::ErrorKind::WouldBlock
+                        | io::ErrorKind::ConnectionAborted
                 ) => {}
+            // Out of descriptors or memory: the connection stays queued and
+            // a retry now fails again; pause (one log line per episode).
+            Err(e) if AcceptBackoff::is_shortage(&e) => {
+                AcceptBackoff::sleep(backoff.failed(&e, 0), server.shutdown);
+            }
             Err(e) => {
                 eprintln!("blocking: accept: {e}");
                 std::thread::sleep(Duration::from_millis(10));

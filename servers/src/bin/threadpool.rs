@@ -23,6 +23,7 @@ use clap::Parser;
 use servers::app::respond_overloaded;
 use servers::config::{Options, Server};
 use servers::drivers::blocking::{self, Env};
+use servers::drivers::readiness::AcceptBackoff;
 use servers::drivers::send_outbox;
 use servers::http::response::Outbox;
 use servers::http::stats::Shard;
@@ -141,9 +142,11 @@ fn main() -> anyhow::Result<()> {
     {
         let _parked = server.shutdown.register_blocking_thread();
         let shard = server.app.stats().shard(0);
+        let mut backoff = AcceptBackoff::new("threadpool: ");
         while !server.shutdown.requested() {
             match sys::socket::accept(listener.as_fd(), false) {
                 Ok((fd, peer)) => {
+                    backoff.succeeded();
                     shard.conn_opened();
                     if let Err(fd) = queue.push(fd, peer) {
                         shed(fd, shard);
@@ -153,8 +156,17 @@ fn main() -> anyhow::Result<()> {
                 Err(e)
                     if matches!(
                         e.kind(),
-                        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                        io::ErrorKind::Interrupted
+                            | io::ErrorKind::WouldBlock
+                            | io::ErrorKind::ConnectionAborted
                     ) => {}
+                // Out of descriptors or memory (queued and served connections
+                // hold them): the connection stays queued and a retry now
+                // fails again; pause (one log line per episode).
+                Err(e) if AcceptBackoff::is_shortage(&e) => {
+                    let open = server.app.stats().snapshot().conns_active;
+                    AcceptBackoff::sleep(backoff.failed(&e, open), server.shutdown);
+                }
                 Err(e) => {
                     eprintln!("threadpool: accept: {e}");
                     std::thread::sleep(std::time::Duration::from_millis(10));

@@ -22,6 +22,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use super::offload::Handle;
 use super::{send_queued, Policy, Sent};
@@ -42,6 +43,112 @@ const SWEEP_MS: u64 = 250;
 const LINGER_MS: u64 = 1000;
 /// Accepts per wake-up, so one busy listener cannot starve the connections.
 const ACCEPT_BATCH: usize = 256;
+
+/// Backing off from `accept` while the process is out of descriptors or
+/// kernel memory, and saying so once per episode rather than once per try.
+///
+/// `accept` failing with EMFILE, ENFILE, ENOBUFS or ENOMEM leaves the
+/// connection queued in the kernel: a level-triggered listener is readable
+/// again at once, and a loop that retries at once spins a core and prints a
+/// line per attempt. nginx's answer is followed here (`ngx_event_accept`: on
+/// EMFILE/ENFILE it disables accept events and enables them again after
+/// `accept_mutex_delay`): stop accepting for a pause — 100 ms, doubled while
+/// accepts keep failing, at most 1 s — and retry once it is over. Queued
+/// clients wait in the backlog meanwhile; connections that close free the
+/// descriptors. (Some servers keep a reserve descriptor instead, closed to
+/// accept a connection and close it at once: that turns clients away where
+/// a pause lets them wait. Pausing is what nginx does.)
+///
+/// The readiness loop pauses by taking its listener out of the epoll set;
+/// the blocking models' accept loops (`blocking`, `threadpool`) by sleeping.
+#[derive(Debug)]
+pub struct AcceptBackoff {
+    /// Printed before `accept:` in the log lines (`""`, `"blocking: "`).
+    label: &'static str,
+    /// Failed accepts in the current episode; 0 while accepting works.
+    failures: u64,
+    /// The next pause.
+    pause: Duration,
+    /// When the current episode began.
+    since: Option<Instant>,
+}
+
+impl AcceptBackoff {
+    const FIRST_PAUSE: Duration = Duration::from_millis(100);
+    const MAX_PAUSE: Duration = Duration::from_secs(1);
+
+    /// No episode yet; log lines start with `label`.
+    pub const fn new(label: &'static str) -> Self {
+        AcceptBackoff {
+            label,
+            failures: 0,
+            pause: Self::FIRST_PAUSE,
+            since: None,
+        }
+    }
+
+    /// Whether `e` is a shortage of descriptors or kernel memory: a failure
+    /// that retrying at once only repeats, and that waiting can cure.
+    pub fn is_shortage(e: &io::Error) -> bool {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        )
+    }
+
+    /// Count a failed accept (with `open` connections open). The first of an
+    /// episode is logged; returns how long to stop accepting.
+    pub fn failed(&mut self, e: &io::Error, open: u64) -> Duration {
+        if self.failures == 0 {
+            self.since = Some(Instant::now());
+            // io::Error's Display ends in " (os error N)"; the line reads
+            // better without it.
+            let text = e.to_string();
+            let text = text.split(" (os error ").next().unwrap_or(&text);
+            let s = if open == 1 { "" } else { "s" };
+            eprintln!(
+                "{}accept: {text}: pausing accepts ({open} connection{s} open)",
+                self.label
+            );
+        }
+        self.failures += 1;
+        let pause = self.pause;
+        self.pause = (pause * 2).min(Self::MAX_PAUSE);
+        pause
+    }
+
+    /// An accept worked: end the episode, if one was running, with one line.
+    #[inline]
+    pub fn succeeded(&mut self) {
+        if self.failures > 0 {
+            self.end_episode();
+        }
+    }
+
+    #[cold]
+    fn end_episode(&mut self) {
+        let secs = self.since.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let s = if self.failures == 1 { "" } else { "s" };
+        eprintln!(
+            "{}accept: accepting again after {} failed attempt{s} over {secs:.1} s",
+            self.label, self.failures
+        );
+        *self = Self::new(self.label);
+    }
+
+    /// Sleep `pause` on a blocking accept thread, waking early for shutdown.
+    pub fn sleep(pause: Duration, shutdown: &Shutdown) {
+        const STEP: Duration = Duration::from_millis(50);
+        let until = Instant::now() + pause;
+        while !shutdown.requested() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left.min(STEP));
+        }
+    }
+}
 
 /// What a loop borrows from its thread.
 pub struct Env<'a> {
@@ -97,6 +204,8 @@ pub fn run(listener: OwnedFd, parser: Parser, env: &Env<'_>) -> io::Result<()> {
             generation: 0,
         },
         listener: Some(listener),
+        accepts: AcceptBackoff::new(""),
+        accepts_paused_until: None,
         draining: false,
         finished: Vec::new(),
     };
@@ -109,6 +218,10 @@ struct Loop<'a, 'e> {
     parser: Parser,
     table: Table,
     listener: Option<OwnedFd>,
+    accepts: AcceptBackoff,
+    /// While accepts are paused (the listener is out of the epoll set): when
+    /// to put it back (monotonic ms).
+    accepts_paused_until: Option<u64>,
     draining: bool,
     finished: Vec<(u64, Finished)>,
 }
@@ -120,10 +233,13 @@ impl<'e> Loop<'_, 'e> {
         let mut next_sweep = monotonic_ms_coarse() + SWEEP_MS;
         loop {
             self.env.app.flush_log();
-            let n = self.ep.wait(&mut events, SWEEP_MS as i32)?;
+            let n = self.ep.wait(&mut events, self.wait_ms())?;
             let now = monotonic_ms_coarse();
             for ev in &events[..n] {
                 self.on_event(ev, now);
+            }
+            if self.accepts_paused_until.is_some_and(|t| now >= t) {
+                self.resume_accepts(now);
             }
             if !self.draining && self.env.shutdown.requested() {
                 self.start_draining(now)?;
@@ -288,6 +404,15 @@ impl<'e> Loop<'_, 'e> {
         self.finished = finished;
     }
 
+    /// How long `epoll_wait` may sleep: until the next sweep, or until a
+    /// pause of accepts ends if that comes first.
+    fn wait_ms(&self) -> i32 {
+        let until_resume = self
+            .accepts_paused_until
+            .map_or(SWEEP_MS, |t| t.saturating_sub(monotonic_ms_coarse()));
+        until_resume.min(SWEEP_MS) as i32
+    }
+
     fn accept_batch(&mut self, now: u64) {
         let Some(listener) = &self.listener else {
             return;
@@ -296,14 +421,31 @@ impl<'e> Loop<'_, 'e> {
             let (fd, peer) = match sys::socket::accept(listener.as_fd(), true) {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // A client that gave up while queued: on to the next.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) if AcceptBackoff::is_shortage(&e) => {
+                    // The connection stays queued, so the level-triggered
+                    // listener would end every epoll_wait at once: take it
+                    // out of the set until the pause is over (see
+                    // AcceptBackoff). Deleting cannot fail while it is in.
+                    let pause = self.accepts.failed(&e, self.table.live as u64);
+                    let _ = self.ep.delete(listener.as_fd());
+                    self.accepts_paused_until = Some(now + pause.as_millis() as u64);
+                    return;
+                }
                 Err(e) => {
-                    // EMFILE/ENFILE/ENOBUFS: leave the rest queued in the
-                    // kernel and try again on the next wake-up.
                     eprintln!("accept: {e}");
                     return;
                 }
             };
+            self.accepts.succeeded();
             let _ = sys::socket::set_nodelay(fd.as_fd());
             let t = &mut self.table;
             let idx = t.free.pop().unwrap_or_else(|| {
@@ -327,6 +469,21 @@ impl<'e> Loop<'_, 'e> {
                 read_pending: false,
                 generation: t.generation,
             });
+        }
+    }
+
+    /// A pause of accepts is over: put the listener back in the set. The next
+    /// wait reports it if connections are queued, and the accept that follows
+    /// either ends the episode or starts a longer pause.
+    fn resume_accepts(&mut self, now: u64) {
+        self.accepts_paused_until = None;
+        let Some(listener) = &self.listener else {
+            return; // draining: the listener is closed
+        };
+        if let Err(e) = self.ep.add(listener.as_fd(), Interest::READABLE, LISTENER) {
+            // Out of kernel memory for the registration itself: same cure.
+            let pause = self.accepts.failed(&e, self.table.live as u64);
+            self.accepts_paused_until = Some(now + pause.as_millis() as u64);
         }
     }
 

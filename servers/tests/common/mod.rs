@@ -332,6 +332,22 @@ pub fn nofile_limit() -> u64 {
     }
 }
 
+/// Hard RLIMIT_NOFILE of this process.
+pub fn nofile_hard_limit() -> u64 {
+    // SAFETY: getrlimit only writes the struct we pass.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_max
+        } else {
+            libc::RLIM_INFINITY
+        }
+    }
+}
+
 /// `poll(2)` the given sockets for readability (data, EOF or error) for up to
 /// `timeout`; returns one flag per socket (all false on timeout).
 pub fn poll_readable(streams: &[&TcpStream], timeout: Duration) -> Vec<bool> {
@@ -923,7 +939,21 @@ impl Server {
     /// Start `variant` serving `root`; returns once it printed its address.
     #[track_caller]
     pub fn start(variant: &str, root: &Path, opts: &ServerOpts) -> Server {
+        Server::start_limited(variant, root, opts, None)
+    }
+
+    /// As [`Server::start`], with the server's soft RLIMIT_NOFILE set to
+    /// `nofile` (its hard limit stays this process's, so it can be raised
+    /// again with `prlimit`): for the descriptor-exhaustion cases.
+    #[track_caller]
+    pub fn start_with_nofile(variant: &str, root: &Path, opts: &ServerOpts, nofile: u64) -> Server {
+        Server::start_limited(variant, root, opts, Some(nofile))
+    }
+
+    #[track_caller]
+    fn start_limited(variant: &str, root: &Path, opts: &ServerOpts, nofile: Option<u64>) -> Server {
         raise_nofile_limit();
+        let hard_nofile = nofile_hard_limit();
         // A name the catalog lacks fails here, listing the catalog.
         self::variant(variant);
         let bin = bin_path(variant);
@@ -950,10 +980,20 @@ impl Server {
         // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe; it makes the
         // kernel kill the server if the test thread that spawned it dies
         // (e.g. the test binary is killed), so no server outlives the tests.
+        // setrlimit is a plain syscall on a struct built before the fork.
         unsafe {
             use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+                if let Some(n) = nofile {
+                    let lim = libc::rlimit {
+                        rlim_cur: n.min(hard_nofile),
+                        rlim_max: hard_nofile,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
                 Ok(())
             });
         }
