@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use servers::config::{Options, Server};
+use servers::drivers::accept::AcceptBackoff;
 use servers::drivers::blocking::{self, Env};
-use servers::drivers::readiness::AcceptBackoff;
 use servers::sys;
 
 #[derive(Parser)]

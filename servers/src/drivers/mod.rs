@@ -19,6 +19,7 @@ use crate::http::response::{Chunk, Outbox};
 use crate::sys;
 use crate::sys::signal::Shutdown;
 
+pub mod accept;
 pub mod blocking;
 pub mod offload;
 pub mod readiness;
