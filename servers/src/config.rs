@@ -75,6 +75,15 @@ pub struct Options {
     /// Rotated access logs kept (FILE.1 .. FILE.N).
     #[arg(long, default_value_t = 5)]
     pub access_log_keep: usize,
+    /// A request body streamed to disk (an upload) must arrive within this
+    /// long, however steadily it trickles (0 = no limit; each read must
+    /// still come within --header-timeout).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+    /// Open files queued for sending on one connection before its
+    /// pipelined requests wait for the client to read (each is a descriptor).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_queued_files: u64,
     /// Close a connection whose client has read nothing of its response for
     /// this long (between two successive sends, as nginx's send_timeout).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
@@ -227,6 +236,8 @@ impl Listening {
             max_requests,
             shutdown_timeout: self.opts.shutdown_timeout,
             send_timeout: self.opts.send_timeout,
+            body_timeout: self.opts.body_timeout,
+            max_queued_files: self.opts.max_queued_files as usize,
         }
     }
 

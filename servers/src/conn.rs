@@ -98,6 +98,9 @@ pub struct Ctx<'a> {
     pub max_requests: u64,
     /// Shutdown in progress: answer what has arrived, then close.
     pub draining: bool,
+    /// Open files queued for sending on one connection before parsing
+    /// pauses (`--max-queued-files`).
+    pub max_queued_files: usize,
     /// Monotonic nanoseconds, for service times: the driver's clock
     /// (`sys::time::monotonic_ns`), so the state machine reads none of its
     /// own and a test can run it on a fake one.
@@ -110,6 +113,8 @@ struct BodyStream {
     /// The response keeps the connection open.
     keep: bool,
     started_ns: u64,
+    /// When the body began (coarse ms), for `--body-timeout`.
+    started_ms: u64,
 }
 
 /// One client connection: its buffers, parser and phase.
@@ -401,6 +406,16 @@ impl Conn {
             )
     }
 
+    /// A streamed body has been arriving for `body_ms` or more: however
+    /// steadily its bytes trickle in (each read restarts the header timer),
+    /// the whole body has a deadline (`--body-timeout`; 0 = none).
+    pub fn body_overdue(&self, now_ms: u64, body_ms: u64) -> bool {
+        match &self.phase {
+            Phase::Streaming(s) => body_ms > 0 && now_ms.saturating_sub(s.started_ms) >= body_ms,
+            _ => false,
+        }
+    }
+
     /// Bytes of an unfinished request are buffered (the header timeout applies).
     pub fn has_partial_request(&self) -> bool {
         self.filled > 0 || matches!(self.phase, Phase::Streaming(_))
@@ -423,6 +438,13 @@ impl Conn {
         matches!(self.phase, Phase::Lingering { .. })
     }
 
+    /// Responses queued past what one connection may hold: bytes in memory,
+    /// or open files (each a descriptor) — a client pipelining requests for
+    /// a small file without reading would otherwise fill the descriptor table.
+    fn out_full(&self, ctx: &Ctx<'_>) -> bool {
+        self.out.queued_bytes() >= OUT_HIGH_WATER || self.out.queued_files() >= ctx.max_queued_files
+    }
+
     /// Whether the connection stays open after the request being answered.
     fn keeps_alive(&self, ctx: &Ctx<'_>, client_wants: bool, served: u64) -> bool {
         client_wants
@@ -434,7 +456,7 @@ impl Conn {
     /// Parse and answer every complete request in the buffer.
     fn process(&mut self, ctx: &Ctx<'_>, now_ms: u64) {
         let mut start = 0;
-        while self.out.queued_bytes() < OUT_HIGH_WATER {
+        while !self.out_full(ctx) {
             match self.phase {
                 Phase::Streaming(_) => match self.feed_stream(start) {
                     Ok((used, false)) => {
@@ -499,7 +521,7 @@ impl Conn {
                 }
             }
         }
-        if matches!(self.phase, Phase::Open) && self.out.queued_bytes() >= OUT_HIGH_WATER {
+        if matches!(self.phase, Phase::Open) && self.out_full(ctx) {
             self.phase = Phase::Backlogged;
         }
         if start > 0 {
@@ -541,6 +563,7 @@ impl Conn {
             sink,
             keep,
             started_ns: (ctx.clock)(),
+            started_ms: self.request_started_ms,
         }));
         Some(self.parser.take_over_body())
     }
@@ -629,6 +652,7 @@ mod tests {
             shard: w.app.stats().shard(0),
             max_requests: 0,
             draining: false,
+            max_queued_files: 16,
             clock: || 1_000,
         }
     }

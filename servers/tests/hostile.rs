@@ -308,6 +308,97 @@ fn idle_connections_cost_little(v: &'static Variant) {
     println!("[{}] {per_conn} bytes of RSS per idle connection", v.name);
 }
 
+/// An upload whose body trickles in a byte at a time (each read well within
+/// the header timeout) is cut off at `--body-timeout` with 408, and its
+/// temporary file goes.
+fn a_trickled_body_meets_its_deadline(v: &'static Variant) {
+    let docroot = DocRoot::build();
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap().to_string();
+    let server = Server::start(
+        v.name,
+        &docroot.root,
+        &opts(&["--data-dir", &data_dir, "--body-timeout", "2s"]),
+    );
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(&req("POST", "/upload", &[("Content-Length", "1000")]))
+        .unwrap();
+    let mut writer = s.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < until {
+            if writer.write_all(b"x").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    let (got, _) = read_to_eof(&mut s, Duration::from_secs(10));
+    assert!(
+        got.starts_with(b"HTTP/1.1 408 "),
+        "[{}] a body of 1000 bytes sent a byte every 300 ms, --body-timeout 2s, header timeout \
+         30s: expected 408 within 10 s, got {}",
+        v.name,
+        excerpt(&got, 200)
+    );
+    drop(s);
+    trickle.join().unwrap();
+    let left: Vec<_> = std::fs::read_dir(data.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let settled = wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        std::fs::read_dir(data.path()).unwrap().next().is_none()
+    });
+    assert!(
+        settled,
+        "[{}] the abandoned upload left {left:?} in the data dir",
+        v.name
+    );
+}
+
+/// A client pipelining thousands of requests for a small static file
+/// without reading holds a bounded number of open files on the server
+/// (`--max-queued-files`), and still gets every response once it reads.
+fn pipelining_files_without_reading(v: &'static Variant) {
+    if v.cannot(Limit::NoKeepAlive) {
+        skip(v, "pipelining_files_without_reading", "Limit::NoKeepAlive");
+        return;
+    }
+    let docroot = DocRoot::build();
+    // Small enough to be a common static file, large enough that the
+    // socket buffers fill and responses queue on the server.
+    std::fs::write(docroot.root.join("small.txt"), vec![b's'; 64 * 1024]).unwrap();
+    let server = Server::start(
+        v.name,
+        &docroot.root,
+        &opts(&["--max-queued-files", "8", "--keepalive-requests", "0"]),
+    );
+    let baseline = server.stable_fd_count();
+    let n = 2000;
+    let one = get_req("/small.txt");
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(&one.repeat(n)).unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let held = server.fd_count();
+    assert!(
+        held <= baseline + 1 + 8 + 4,
+        "[{}] {n} pipelined GETs of a static file, nothing read: {held} descriptors open \
+         ({baseline} before; --max-queued-files 8)",
+        v.name
+    );
+    let (got, _) = {
+        s.shutdown(Shutdown::Write).unwrap();
+        read_to_eof(&mut s, Duration::from_secs(20))
+    };
+    let answered = got.windows(15).filter(|w| w == b"HTTP/1.1 200 OK").count();
+    assert_eq!(
+        answered, n,
+        "[{}] responses read back after the pipeline",
+        v.name
+    );
+}
+
 per_variant_tests! {
     variants: [blocking, threadpool, epoll, epoll_threads],
     tests: [
@@ -318,5 +409,7 @@ per_variant_tests! {
         shutdown_timeout_bounds_queued_jobs,
         big_requests_leave_no_buffer_behind,
         idle_connections_cost_little,
+        a_trickled_body_meets_its_deadline,
+        pipelining_files_without_reading,
     ],
 }

@@ -38,10 +38,11 @@ pub struct Env<'a> {
 /// Serve `fd` until the client leaves, a limit is reached, or shutdown.
 pub fn serve(fd: OwnedFd, peer: SocketAddrV4, parser: Parser, env: &Env<'_>) {
     let p = env.policy;
-    let tick = p
-        .keepalive_timeout
-        .min(p.header_timeout)
-        .max(Duration::from_millis(10));
+    let mut tick = p.keepalive_timeout.min(p.header_timeout);
+    if !p.body_timeout.is_zero() {
+        tick = tick.min(p.body_timeout);
+    }
+    let tick = tick.max(Duration::from_millis(10));
     if sys::socket::set_read_timeout(fd.as_fd(), tick).is_err()
         || sys::socket::set_send_timeout(fd.as_fd(), p.send_timeout).is_err()
     {
@@ -54,6 +55,7 @@ pub fn serve(fd: OwnedFd, peer: SocketAddrV4, parser: Parser, env: &Env<'_>) {
             shard: env.shard,
             max_requests: p.max_requests,
             draining: env.shutdown.requested(),
+            max_queued_files: p.max_queued_files,
             clock: sys::time::monotonic_ns,
         };
         if ctx.draining && (drained(&fd, &conn) || p.drain_expired(env.shutdown)) {
@@ -156,6 +158,7 @@ fn overdue(conn: &Conn, p: &Policy) -> bool {
     let now = monotonic_ms_coarse();
     if conn.has_partial_request() {
         now.saturating_sub(conn.request_started_ms) >= ms(p.header_timeout)
+            || conn.body_overdue(now, ms(p.body_timeout))
     } else {
         now.saturating_sub(conn.last_active_ms) >= ms(p.keepalive_timeout)
     }

@@ -37,6 +37,10 @@ pub struct Policy {
     pub shutdown_timeout: Duration,
     /// A client that reads nothing of its response for this long is cut off.
     pub send_timeout: Duration,
+    /// A streamed request body must have arrived within this (0 = no limit).
+    pub body_timeout: Duration,
+    /// Open files queued on one connection before its parsing pauses.
+    pub max_queued_files: usize,
 }
 
 impl Policy {

@@ -166,6 +166,7 @@ impl<'e> Loop<'_, 'e> {
             shard: self.env.shard,
             max_requests: self.env.policy.max_requests,
             draining: self.draining,
+            max_queued_files: self.env.policy.max_queued_files,
             clock: sys::time::monotonic_ns,
         }
     }
@@ -405,6 +406,7 @@ impl<'e> Loop<'_, 'e> {
         let p = self.env.policy;
         let keepalive_ms = p.keepalive_timeout.as_millis() as u64;
         let send_ms = p.send_timeout.as_millis() as u64;
+        let body_ms = p.body_timeout.as_millis() as u64;
         let header_ms = p.header_timeout.as_millis() as u64;
         for idx in 0..self.table.slots.len() {
             let Some(slot) = self.table.slots[idx].as_mut() else {
@@ -421,6 +423,7 @@ impl<'e> Loop<'_, 'e> {
                 idle_for >= send_ms
             } else if c.has_partial_request() {
                 now.saturating_sub(c.request_started_ms) >= header_ms
+                    || c.body_overdue(now, body_ms)
             } else {
                 self.draining || idle_for >= keepalive_ms
             };

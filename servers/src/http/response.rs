@@ -237,6 +237,11 @@ impl Outbox {
         self.pos == self.buf.len() && self.files.is_empty()
     }
 
+    /// File ranges still queued (each holds an open descriptor).
+    pub fn queued_files(&self) -> usize {
+        self.files.len()
+    }
+
     /// Bytes still queued in memory (files not counted), for backpressure.
     pub fn queued_bytes(&self) -> usize {
         self.buf.len() - self.pos
