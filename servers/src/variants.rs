@@ -151,7 +151,7 @@ pub const VARIANTS: &[Variant] = &[
         threads: Threads::PerCpu(1),
         keep_alive: KeepAlive::Unbounded,
         limits: &[],
-        extra_flags: &["--workers", "--work-queue"],
+        extra_flags: &["--workers", "--storage-workers", "--work-queue"],
         colour: (214, 39, 40),
     },
 ];

@@ -399,6 +399,52 @@ fn pipelining_files_without_reading(v: &'static Variant) {
     );
 }
 
+/// On a pool with a queue per kind of work, an upload's fsync does not wait
+/// behind sleeping handlers: with both sleep workers busy and more sleeps
+/// queued, a small upload is stored while no sleep has finished (event
+/// order, not timing).
+fn an_upload_does_not_queue_behind_sleeps(v: &'static Variant) {
+    if !v.extra_flags.contains(&"--storage-workers") {
+        skip(
+            v,
+            "an_upload_does_not_queue_behind_sleeps",
+            "no --storage-workers (no separate queue)",
+        );
+        return;
+    }
+    let docroot = DocRoot::build();
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap().to_string();
+    let server = Server::start(
+        v.name,
+        &docroot.root,
+        &opts(&["--data-dir", &data_dir, "--workers", "2"]),
+    );
+    let sleepers: Vec<TcpStream> = (0..6)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.addr).unwrap();
+            s.write_all(&get_req("/sleep?ms=4000")).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut c = server.conn();
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut raw = req("POST", "/upload", &[("Content-Length", "5")]);
+    raw.extend_from_slice(b"hello");
+    let r = c.try_read_after(&raw).unwrap();
+    r.expect_status(201, "POST /upload while sleeps fill the workers");
+    let refs: Vec<&TcpStream> = sleepers.iter().collect();
+    let answered = poll_readable(&refs, Duration::ZERO);
+    assert!(
+        answered.iter().all(|r| !r),
+        "[{}] the upload was stored only after a sleep finished: it queued behind them",
+        v.name
+    );
+}
+
 per_variant_tests! {
     variants: [blocking, threadpool, epoll, epoll_threads],
     tests: [
@@ -411,5 +457,6 @@ per_variant_tests! {
         idle_connections_cost_little,
         a_trickled_body_meets_its_deadline,
         pipelining_files_without_reading,
+        an_upload_does_not_queue_behind_sleeps,
     ],
 }

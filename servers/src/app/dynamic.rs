@@ -9,7 +9,8 @@ use super::files::percent_decode;
 use super::session::set_cookie_header;
 use super::uploads::{is_disk_full, Lookup, Upload, Uploads};
 use super::{
-    conn_header, protocol, serve_file, simple, App, Finished, Job, Meta, OwnedEntry, Reply,
+    conn_header, protocol, serve_file, simple, App, Finished, Job, JobClass, Meta, OwnedEntry,
+    Reply,
 };
 use crate::http::parser::{Method, Request};
 use crate::http::response::{write_head, ConnHeader, Outbox};
@@ -76,7 +77,7 @@ impl UploadStream {
             error,
             log,
         } = self;
-        let job = Job::new(move || match error {
+        let job = Job::of(JobClass::Storage, move || match error {
             None => stored(upload.commit(), conn),
             Some(e) => {
                 drop(upload);
@@ -167,7 +168,9 @@ impl App {
         // (connections stream the rest, see `stream_upload`), or an empty
         // one. The job owns a copy of it.
         let body = req.body.to_vec();
-        Reply::Deferred(Job::new(move || stored(store.save(&body), conn)))
+        Reply::Deferred(Job::of(JobClass::Storage, move || {
+            stored(store.save(&body), conn)
+        }))
     }
 
     /// `GET`/`HEAD`/`DELETE /files/NAME`: a stored upload.
@@ -190,22 +193,24 @@ impl App {
         if req.method == Method::Delete {
             let name = name.to_owned();
             // Unlinking and syncing the directory block: a job.
-            return Reply::Deferred(Job::new(move || match store.delete(&name) {
-                Ok(()) => {
-                    let mut bytes = Vec::with_capacity(128);
-                    write_head(&mut bytes, 204, None, None, conn, &[]);
-                    Finished {
-                        status: 204,
-                        bytes,
-                        body_bytes: 0,
+            return Reply::Deferred(Job::of(JobClass::Storage, move || {
+                match store.delete(&name) {
+                    Ok(()) => {
+                        let mut bytes = Vec::with_capacity(128);
+                        write_head(&mut bytes, 204, None, None, conn, &[]);
+                        Finished {
+                            status: 204,
+                            bytes,
+                            body_bytes: 0,
+                        }
                     }
-                }
-                Err(Lookup::BadName | Lookup::NotFound) => {
-                    Finished::text(404, not_found, conn, &[], false)
-                }
-                Err(Lookup::Io(e)) => {
-                    eprintln!("delete /files/{name}: {e}");
-                    Finished::text(500, b"500 Internal Server Error\n", conn, &[], false)
+                    Err(Lookup::BadName | Lookup::NotFound) => {
+                        Finished::text(404, not_found, conn, &[], false)
+                    }
+                    Err(Lookup::Io(e)) => {
+                        eprintln!("delete /files/{name}: {e}");
+                        Finished::text(500, b"500 Internal Server Error\n", conn, &[], false)
+                    }
                 }
             }));
         }

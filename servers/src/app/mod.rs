@@ -58,6 +58,7 @@ pub enum Reply {
 /// needs (nothing borrowed from the request buffer), so it can move to
 /// another thread.
 pub struct Job {
+    class: JobClass,
     work: Box<dyn FnOnce() -> Finished + Send>,
     /// Told about the response whichever way it came: produced by `work`,
     /// or a 503 because the job was refused (the access log's hook).
@@ -67,13 +68,41 @@ pub struct Job {
 /// See [`Job::then`].
 type AfterHook = Box<dyn FnOnce(&Finished) + Send>;
 
+/// What kind of blocking a job does, so a pool can keep kinds apart: a
+/// short fsync must not queue behind minutes of sleeping scripts (nginx
+/// gives each kind of blocking work its own named `thread_pool`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobClass {
+    /// Waits on something outside the server for as long as it takes: a
+    /// `/sleep`, a CGI script.
+    Wait = 0,
+    /// Short disk work: an upload's fsync and rename, a delete.
+    Storage = 1,
+}
+
+impl JobClass {
+    /// How many classes there are (pools index queues by class).
+    pub const COUNT: usize = 2;
+}
+
 impl Job {
     /// A job that runs `work` wherever the variant puts blocking work.
     pub fn new(work: impl FnOnce() -> Finished + Send + 'static) -> Job {
+        Job::of(JobClass::Wait, work)
+    }
+
+    /// Blocking work of `class`.
+    pub fn of(class: JobClass, work: impl FnOnce() -> Finished + Send + 'static) -> Job {
         Job {
+            class,
             work: Box::new(work),
             after: None,
         }
+    }
+
+    /// What kind of blocking the job does.
+    pub fn class(&self) -> JobClass {
+        self.class
     }
 
     /// Call `f` with the response once there is one.

@@ -13,9 +13,11 @@
 //! `--header-timeout`, connections bounded only by the open-file limit.
 //!
 //! Blocking handlers (`/sleep`, CGI, upload fsyncs) never run on a loop:
-//! they go to a shared pool of `--workers` threads through a bounded queue
-//! (`--work-queue`); the finished response comes back to its loop through an
-//! eventfd. A full queue answers 503 with `Retry-After` (counted as `shed`
+//! they go to a pool through a bounded queue (`--work-queue`) per kind of
+//! work — `--workers` threads for work that waits (sleeps, CGI), and
+//! `--storage-workers` for short disk work (upload fsyncs), so an upload
+//! never queues behind sleeping scripts; the finished response comes back
+//! to its loop through an eventfd. A full queue answers 503 with `Retry-After` (counted as `shed`
 //! in /stats) rather than stalling a loop.
 
 use std::os::fd::OwnedFd;
@@ -36,9 +38,13 @@ use servers::variants;
 struct Cli {
     #[command(flatten)]
     opts: Options,
-    /// Threads running blocking handlers (/sleep, CGI, uploads) off the loops.
+    /// Threads running blocking handlers that wait (/sleep, CGI) off the loops.
     #[arg(long, default_value_t = 16)]
     workers: usize,
+    /// Threads for short disk work (upload fsyncs and renames, deletes), with
+    /// a queue of their own so it never waits behind sleeping scripts.
+    #[arg(long, default_value_t = 2)]
+    storage_workers: usize,
     /// Blocking jobs waiting for a worker before new ones are shed with 503.
     #[arg(long, default_value_t = 1024)]
     work_queue: usize,
@@ -46,8 +52,8 @@ struct Cli {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if cli.workers == 0 || cli.work_queue == 0 {
-        anyhow::bail!("--workers and --work-queue must be at least 1");
+    if cli.workers == 0 || cli.storage_workers == 0 || cli.work_queue == 0 {
+        anyhow::bail!("--workers, --storage-workers and --work-queue must be at least 1");
     }
     let cpus = cli.opts.cpus.clone().map(|c| c.0);
     let server_cpus = cpus
@@ -63,7 +69,11 @@ fn main() -> anyhow::Result<()> {
         listeners.push(server.another_listener()?);
     }
     let policy = server.policy(server.opts.keepalive_requests);
-    let pool = Pool::start(cli.workers, cli.work_queue)?;
+    // In JobClass order: Wait, Storage.
+    let pool = Pool::start([
+        (cli.workers, cli.work_queue),
+        (cli.storage_workers, cli.work_queue),
+    ])?;
     let handles = (0..threads)
         .map(|_| pool.handle())
         .collect::<std::io::Result<Vec<_>>>()?;

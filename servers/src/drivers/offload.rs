@@ -17,7 +17,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::app::{Finished, Job};
+use crate::app::{Finished, Job, JobClass};
 use crate::sys;
 
 struct Task {
@@ -46,15 +46,17 @@ struct Completions {
     in_flight: AtomicUsize,
 }
 
-/// A fixed set of worker threads and their bounded queue.
+/// Worker threads and their bounded queues: one queue, with workers of
+/// its own, per [`JobClass`], so a kind of work that waits long (sleeping
+/// scripts) never delays another that is short (an upload's fsync).
 pub struct Pool {
-    shared: Arc<Shared>,
+    queues: Vec<Arc<Shared>>,
     workers: Vec<JoinHandle<()>>,
 }
 
 /// One event loop's side of the pool: submit jobs, take finished ones.
 pub struct Handle {
-    shared: Arc<Shared>,
+    queues: Vec<Arc<Shared>>,
     done: Arc<Completions>,
 }
 
@@ -63,31 +65,37 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Pool {
-    /// Start `threads` workers sharing a queue of at most `capacity` jobs.
-    pub fn start(threads: usize, capacity: usize) -> io::Result<Pool> {
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                tasks: VecDeque::new(),
-                closed: false,
-            }),
-            ready: Condvar::new(),
-            capacity: capacity.max(1),
-        });
-        let workers = (0..threads.max(1))
-            .map(|i| {
+    /// Start, for each class in [`JobClass`] order, `(threads, capacity)`:
+    /// that many workers sharing a queue of at most that many jobs.
+    pub fn start(classes: [(usize, usize); JobClass::COUNT]) -> io::Result<Pool> {
+        let mut queues = Vec::new();
+        let mut workers = Vec::new();
+        for (class, (threads, capacity)) in classes.into_iter().enumerate() {
+            let shared = Arc::new(Shared {
+                state: Mutex::new(State {
+                    tasks: VecDeque::new(),
+                    closed: false,
+                }),
+                ready: Condvar::new(),
+                capacity: capacity.max(1),
+            });
+            for i in 0..threads.max(1) {
                 let shared = shared.clone();
-                std::thread::Builder::new()
-                    .name(format!("blocking-{i}"))
-                    .spawn(move || work(&shared))
-            })
-            .collect::<io::Result<_>>()?;
-        Ok(Pool { shared, workers })
+                workers.push(
+                    std::thread::Builder::new()
+                        .name(format!("blocking-{class}-{i}"))
+                        .spawn(move || work(&shared))?,
+                );
+            }
+            queues.push(shared);
+        }
+        Ok(Pool { queues, workers })
     }
 
     /// A handle for one event loop, with its own completion eventfd.
     pub fn handle(&self) -> io::Result<Handle> {
         Ok(Handle {
-            shared: self.shared.clone(),
+            queues: self.queues.clone(),
             done: Arc::new(Completions {
                 items: Mutex::new(Vec::new()),
                 wake: sys::io::eventfd()?,
@@ -100,8 +108,10 @@ impl Pool {
     /// most `grace` for a worker still inside a handler and returns how many
     /// were left running (they end with the process).
     pub fn close(self, grace: Duration) -> usize {
-        lock(&self.shared.state).closed = true;
-        self.shared.ready.notify_all();
+        for q in &self.queues {
+            lock(&q.state).closed = true;
+            q.ready.notify_all();
+        }
         let deadline = Instant::now() + grace;
         while self.workers.iter().any(|w| !w.is_finished()) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
@@ -162,8 +172,9 @@ impl Handle {
     /// Queue `job` for a worker, or give it back when the queue is full
     /// (the caller answers 503). `token` comes back with the response.
     pub fn submit(&self, job: Job, token: u64) -> Result<(), Job> {
-        let mut st = lock(&self.shared.state);
-        if st.tasks.len() >= self.shared.capacity || st.closed {
+        let queue = &self.queues[job.class() as usize];
+        let mut st = lock(&queue.state);
+        if st.tasks.len() >= queue.capacity || st.closed {
             return Err(job);
         }
         self.done.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -173,7 +184,7 @@ impl Handle {
             done: self.done.clone(),
         });
         drop(st);
-        self.shared.ready.notify_one();
+        queue.ready.notify_one();
         Ok(())
     }
 }
@@ -192,7 +203,7 @@ mod tests {
 
     #[test]
     fn jobs_come_back_to_their_loop() {
-        let pool = Pool::start(2, 8).unwrap();
+        let pool = Pool::start([(2, 8), (1, 8)]).unwrap();
         let (a, b) = (pool.handle().unwrap(), pool.handle().unwrap());
         a.submit(job(200), 1).ok().unwrap();
         b.submit(job(201), 2).ok().unwrap();
@@ -213,7 +224,7 @@ mod tests {
     fn full_queue_refuses() {
         // No worker can pick anything up while they are all blocked.
         let gate = Arc::new((Mutex::new(false), Condvar::new()));
-        let pool = Pool::start(1, 1).unwrap();
+        let pool = Pool::start([(1, 1), (1, 1)]).unwrap();
         let h = pool.handle().unwrap();
         let g = gate.clone();
         h.submit(
@@ -246,7 +257,7 @@ mod tests {
 
     #[test]
     fn panicking_job_still_completes() {
-        let pool = Pool::start(1, 4).unwrap();
+        let pool = Pool::start([(1, 4), (1, 4)]).unwrap();
         let h = pool.handle().unwrap();
         h.submit(Job::new(|| panic!("boom")), 7).ok().unwrap();
         let mut got = Vec::new();
