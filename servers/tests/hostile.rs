@@ -445,6 +445,53 @@ fn an_upload_does_not_queue_behind_sleeps(v: &'static Variant) {
     );
 }
 
+/// A CGI script that starts a daemon in a session of its own (`setsid … &`)
+/// escapes its process group; the daemon still does not outlive the
+/// request (the server is its subreaper and ends it).
+fn a_setsid_daemon_does_not_outlive_its_script(v: &'static Variant) {
+    use std::os::unix::fs::PermissionsExt;
+    let docroot = DocRoot::build();
+    let cgi = tempfile::tempdir().unwrap();
+    let pidfile = cgi.path().join("daemon.pid");
+    let script = cgi.path().join("escape");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nsetsid sh -c 'echo $$ > {}; exec sleep 60' </dev/null >/dev/null 2>&1 &\n\
+             sleep 0.2\nprintf 'Content-Type: text/plain\\r\\n\\r\\nstarted\\n'\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cgi_dir = cgi.path().to_str().unwrap().to_string();
+    let server = Server::start(v.name, &docroot.root, &opts(&["--cgi-dir", &cgi_dir]));
+    let mut c = server.conn();
+    c.get("/cgi-bin/escape")
+        .expect_status(200, "GET /cgi-bin/escape");
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .expect("the script wrote its daemon's pid")
+        .trim()
+        .parse()
+        .unwrap();
+    let alive = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+        })
+    };
+    let gone = wait_until(PROMPT, Duration::from_millis(50), || !alive(pid));
+    if !gone {
+        // SAFETY: kill(2) on the stray daemon this test made.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    assert!(
+        gone,
+        "[{}] the daemon a CGI script started with setsid ({pid}) outlived the request",
+        v.name
+    );
+}
+
 per_variant_tests! {
     variants: [blocking, threadpool, epoll, epoll_threads],
     tests: [
@@ -458,5 +505,6 @@ per_variant_tests! {
         a_trickled_body_meets_its_deadline,
         pipelining_files_without_reading,
         an_upload_does_not_queue_behind_sleeps,
+        a_setsid_daemon_does_not_outlive_its_script,
     ],
 }

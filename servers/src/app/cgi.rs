@@ -137,6 +137,11 @@ impl CgiDir {
                 format!("--cgi-dir {} is not a directory", path.display()),
             ));
         }
+        // What a script leaves behind outside its process group (a
+        // `setsid` daemon) is reparented to the server, which ends it.
+        if let Err(e) = process::become_child_subreaper() {
+            eprintln!("warning: CGI: cannot become a child subreaper ({e}): a script's setsid descendants may outlive it");
+        }
         Ok(CgiDir { dir })
     }
 
@@ -627,6 +632,10 @@ fn execute(
     let old_mask =
         process::block_signals(&SigSet::full()).map_err(|e| start_failed("pthread_sigmask", e))?;
     let _restore = RestoreMask(old_mask);
+    // The registry is held across the fork, so an orphan scan on another
+    // thread never sees this child before it is registered. (The child
+    // touches nothing but `exec_child`, never the lock.)
+    let mut running = lock_running();
     // SAFETY: the child branch runs only `exec_child`, which makes
     // async-signal-safe calls only and ends in exec or `_exit`; the parent
     // branch hands the pid straight to `Child`, which reaps it.
@@ -635,7 +644,9 @@ fn execute(
         Ok(Fork::Parent(pid)) => pid,
         Err(e) => return Err(start_failed("fork", e).into()),
     };
-    let _running = Running::register(pid);
+    running.push(pid);
+    drop(running);
+    let _running = Running(pid);
     let child = Child::adopt(pid).map_err(|e| start_failed("pidfd_open", e))?;
     let mut parent_mask = old_mask;
     parent_mask.add(process::SIGPIPE);
@@ -674,34 +685,67 @@ fn execute(
 /// their destructors once `main` returns.
 static RUNNING: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
 
-/// Membership of one script in [`RUNNING`] for as long as it lives.
+fn lock_running() -> std::sync::MutexGuard<'static, Vec<i32>> {
+    RUNNING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Membership of one script in [`RUNNING`] for as long as it lives
+/// (registered under the lock held across its fork).
 struct Running(i32);
 
-impl Running {
-    fn register(pid: i32) -> Running {
-        RUNNING.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
-        Running(pid)
+impl Drop for Running {
+    /// The script is reaped (its `Child` is dropped before this): what it
+    /// left behind outside its group is ended too, on every path out.
+    fn drop(&mut self) {
+        lock_running().retain(|&p| p != self.0);
+        end_orphans();
     }
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        RUNNING
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|&p| p != self.0);
+/// Kill and reap the server's children that are not scripts it started:
+/// descendants a script left behind outside its process group (`setsid …
+/// &`), reparented to the server (a child subreaper) when their parent
+/// exited. Their own orphans are reparented in turn, so this repeats while
+/// it finds any. Returns how many it ended.
+///
+/// Every child a variant forks itself must be in [`RUNNING`] (today only
+/// CGI scripts; a process model registers its workers before calling this).
+pub fn end_orphans() -> usize {
+    let running = lock_running();
+    let me = process::getpid();
+    let mut ended = 0;
+    for _ in 0..16 {
+        let orphans: Vec<i32> = process::children_of(me)
+            .into_iter()
+            .filter(|p| !running.contains(p))
+            .collect();
+        if orphans.is_empty() {
+            break;
+        }
+        for pid in orphans {
+            // A `setsid` daemon leads a group of its own: end it whole.
+            let _ = process::kill(-pid, process::SIGKILL);
+            let _ = process::kill(pid, process::SIGKILL);
+            let _ = process::waitpid(pid);
+            ended += 1;
+        }
     }
+    ended
 }
 
 /// SIGKILL every script still running (their whole process groups).
 /// Returns how many there were. For the last moments of a server that
 /// gives up on handlers still busy at its shutdown timeout.
 pub fn kill_running() -> usize {
-    let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
-    for &pid in running.iter() {
-        let _ = process::kill(-pid, process::SIGKILL);
-    }
-    running.len()
+    let count = {
+        let running = lock_running();
+        for &pid in running.iter() {
+            let _ = process::kill(-pid, process::SIGKILL);
+        }
+        running.len()
+    };
+    end_orphans();
+    count
 }
 
 /// How often an exec refused with ETXTBSY is retried.

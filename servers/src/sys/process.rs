@@ -24,6 +24,46 @@ use std::mem;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::ptr;
 
+/// Make this process the reaper of its orphaned descendants
+/// (`PR_SET_CHILD_SUBREAPER`): a grandchild whose parent exits is
+/// reparented here instead of to init, so a server can end what a CGI
+/// script left behind even when it escaped the script's process group
+/// (`setsid`).
+pub fn become_child_subreaper() -> io::Result<()> {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes one integer; no pointers.
+    syscall!(prctl(
+        libc::PR_SET_CHILD_SUBREAPER,
+        1 as libc::c_ulong,
+        0,
+        0,
+        0
+    ))?;
+    Ok(())
+}
+
+/// The pids whose parent is `parent` (a scan of `/proc/*/stat`).
+pub fn children_of(parent: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                // pid (comm) state ppid ...: comm may hold spaces and ')'.
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok())
+                    == Some(parent)
+            })
+        })
+        .collect()
+}
+
+/// This process's id.
+pub fn getpid() -> i32 {
+    // SAFETY: getpid has no preconditions and cannot fail.
+    unsafe { libc::getpid() }
+}
+
 /// `SIGKILL`, for [`kill`].
 pub const SIGKILL: i32 = libc::SIGKILL;
 /// `SIGPIPE`, for [`SigSet::add`] and [`take_pending_signal`].
