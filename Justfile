@@ -59,6 +59,11 @@ bench-quick *FLAGS:
     cargo build --release -p servers -p harness --bins
     ./target/release/harness bench --quick --out target/bench-quick {{FLAGS}}
 
+# Soak one variant under well-behaved and hostile clients (10 minutes unless `--duration 60s`), then check RSS, descriptors, child processes, /stats, statuses and a clean exit; flags pass through (`harness soak --help`).
+soak VARIANT *FLAGS: build
+    cargo build --release -q -p harness --bin harness
+    ./target/release/harness soak --variant {{VARIANT}} {{FLAGS}}
+
 # Build the servers with frame pointers into target/frame-pointers/release, where `harness profile` looks for them: perf's -g (frame-pointer unwinding) then sees whole user stacks.
 build-profiling:
     RUSTFLAGS="-C force-frame-pointers=yes" cargo build --release --target-dir target/frame-pointers -p servers --bins

@@ -33,6 +33,7 @@
 //!   [`compare`] and [`versus`] sit on top and never use each other, so
 //!   none can pull the others into a cycle. `grep -rn "use crate::"
 //!   harness/src` shows it.
+//! - [`soak`] sits on top too (rig, procfs, format, catalog) and nothing uses it.
 //!
 //! The binaries (`src/bin`) are the only place that ties subcommands to
 //! report files, and the only place `anyhow` is used.
@@ -48,4 +49,5 @@ pub mod profile;
 pub mod report;
 pub mod rig;
 pub mod schema;
+pub mod soak;
 pub mod versus;

@@ -16,6 +16,7 @@ use harness::profile::perf::Perf;
 use harness::profile::{session, summary};
 use harness::report;
 use harness::rig::process;
+use harness::soak::{self, cli::SoakArgs};
 use harness::versus::{self, clients::VsWrkArgs, nginx::VsNginxArgs};
 
 /// Benchmarks for the server variants: sweeps, reports and perf profiles.
@@ -41,6 +42,11 @@ enum Command {
     /// loads: median CPU µs per request and req/s of each, new/old.
     #[command(args_override_self = true)]
     Compare(CompareArgs),
+    /// One variant for a long time under well-behaved and hostile clients,
+    /// then checks of what the load left behind: RSS, descriptors, child
+    /// processes, /stats, statuses, a clean exit.
+    #[command(args_override_self = true)]
+    Soak(SoakArgs),
     /// The variant catalog: name and model, one per line.
     Variants(VariantsArgs),
     /// wrk -t1 against each variant and nginx, pinned apart: req/s,
@@ -85,6 +91,13 @@ fn main() -> ExitCode {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("harness compare: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Soak(args) => match soak_cmd(&args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("harness soak: {e:#}");
                 ExitCode::from(1)
             }
         },
@@ -178,6 +191,54 @@ fn compare_cmd(args: &CompareArgs) -> anyhow::Result<ExitCode> {
         &outcome.failures,
         outcome.interrupted,
     )
+}
+
+fn soak_cmd(args: &SoakArgs) -> anyhow::Result<ExitCode> {
+    let plan = match args.plan(&process::allowed_cpus(), own_dir()?) {
+        Ok(p) => p,
+        Err(msg) => {
+            eprintln!("harness soak: {msg}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    process::install_interrupt_handler().context("installing the Ctrl-C handler")?;
+    let outcome = match soak::run(&plan) {
+        Ok(o) => o,
+        Err(msg) => {
+            eprintln!("harness soak: {msg}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if !outcome.checks.is_empty() {
+        println!();
+        for c in &outcome.checks {
+            println!("{c}");
+        }
+    }
+    let failed = outcome.checks.iter().filter(|c| !c.pass).count();
+    if !outcome.interrupted {
+        println!(
+            "soak {}: {} ({} of {} checks passed)",
+            plan.variant,
+            if failed == 0 { "PASS" } else { "FAIL" },
+            outcome.checks.len() - failed,
+            outcome.checks.len()
+        );
+    }
+    if !outcome.server_log.is_empty() {
+        eprintln!(
+            "\n{}'s stderr:\n{}",
+            plan.variant,
+            outcome.server_log.trim_end()
+        );
+    }
+    finish("soak", &outcome.notes, &[], outcome.interrupted).map(|code| {
+        if failed > 0 {
+            ExitCode::from(1)
+        } else {
+            code
+        }
+    })
 }
 
 /// The end of a run: notes, failures, and the exit code they make.
