@@ -70,6 +70,12 @@ def literals(*paths, prefixes=()):
     return sorted(set(found))
 
 
+def pick(r: bytes, n: int) -> int:
+    """A choice in 0..n fixed by the contents, not by the position in a
+    list, so that a new test literal does not change the other seeds."""
+    return hashlib.sha1(r).digest()[0] % n
+
+
 def write(target, seeds):
     d = CORPUS / target
     d.mkdir(parents=True, exist_ok=True)
@@ -139,7 +145,7 @@ def req_seeds():
     reqs = [r for r in literals("servers/tests", "servers/src", prefixes=METHODS) if b"HTTP/" in r]
     reqs = sorted(set(reqs) | set(REQUESTS_BY_HAND))
     out = []
-    for i, r in enumerate(reqs + PIPELINES):
+    for r in reqs + PIPELINES:
         n = len(r)
         head_end = r.find(b"\r\n\r\n")
         # ctl: [limits, tiny-limit bits, cut lo, cut hi, cut2 lo, cut2 hi]
@@ -147,7 +153,7 @@ def req_seeds():
         if 0 <= head_end < n - 4:
             # Cut just after the head: the body is taken over and streamed.
             out.append(bytes([0, 0]) + struct.pack("<HH", head_end + 5, 2) + r)
-        if i % 5 == 0:
+        if pick(r, 5) == 0:
             out.append(bytes([3, 0]) + struct.pack("<HH", n // 3, 1) + r)
             out.append(bytes([2 | (20 << 2), 0xFF]) + struct.pack("<HH", n // 4, 7) + r)
     return out
@@ -171,15 +177,20 @@ RESPONSES_BY_HAND = [
     b"HTTP/1.0 200 OK\r\n\r\nbody until close",
 ]
 
+# A chunk line over MAX_LINE (see harness/tests/fuzz_regressions.rs).
+LONG_CHUNK_LINE = (
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;" + b"a" * 1100 + b"\r\nx\r\n0\r\n\r\n"
+)
+
 
 def resp_seeds():
     resps = literals("harness/src/loadgen", "harness/tests", prefixes=(b"HTTP/1.",))
     resps = sorted(set(resps) | set(RESPONSES_BY_HAND))
     ok = RESPONSES_BY_HAND[0]
-    resps += [ok * 3, ok + RESPONSES_BY_HAND[4] + RESPONSES_BY_HAND[2]]
+    resps += [ok * 3, ok + RESPONSES_BY_HAND[4] + RESPONSES_BY_HAND[2], LONG_CHUNK_LINE]
     out = []
-    for i, r in enumerate(resps):
-        out.append(bytes([i % 2]) + struct.pack("<H", len(r) // 2) + r)
+    for r in resps:
+        out.append(bytes([pick(r, 2)]) + struct.pack("<H", len(r) // 2) + r)
     return out
 
 
@@ -231,8 +242,8 @@ def range_seeds():
     values = sorted(set(ranges) | set(RANGES_BY_HAND)) + DATES
     out = []
     sizes = [(0, 100), (0, 1_000_000), (1, 5000), (2, 0), (3, 0), (0, 1 << 40), (0, 784_111_777)]
-    for i, v in enumerate(values):
-        mode, size = sizes[i % len(sizes)]
+    for v in values:
+        mode, size = sizes[pick(v, len(sizes))]
         out.append(bytes([mode]) + struct.pack("<Q", size) + v)
     return out
 
