@@ -77,3 +77,13 @@ profile VARIANT *FLAGS: build-profiling
 profile-all *FLAGS: build-profiling
     cargo build --release -p harness --bins
     ./target/release/harness profile --all {{FLAGS}}
+
+# Fuzz one target (coverage-guided, libFuzzer, stable toolchain: no sanitizer) for TIME seconds (default 60); `just fuzz-list` names them. Crashes land in fuzz/artifacts/TARGET/, new inputs in fuzz/corpus/TARGET/.
+fuzz TARGET *TIME:
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    cd fuzz && cargo fuzz run -s none {{TARGET}} -- -max_total_time={{ if TIME == "" { "60" } else { TIME } }} -print_final_stats=1
+
+# The fuzz targets (fuzz/fuzz_targets/).
+fuzz-list:
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    cd fuzz && cargo fuzz list

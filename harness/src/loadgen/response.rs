@@ -219,6 +219,10 @@ struct Head {
 /// including the terminator; `None` if it has not fully arrived.
 fn line(buf: &[u8], limit: usize) -> Result<Option<(&[u8], usize)>, Error> {
     match memchr::memchr(b'\n', buf) {
+        // Over the limit is refused even when the LF is already here, or a
+        // line read at once would pass where the same line split across
+        // reads fails (below).
+        Some(i) if i > limit => Err(Error::TooLarge),
         Some(i) => {
             let l = &buf[..i];
             Ok(Some((l.strip_suffix(b"\r").unwrap_or(l), i + 1)))
@@ -319,6 +323,10 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, Error> {
             }
             _ => {}
         }
+    }
+    // As for a line: the limit holds however the head arrived.
+    if pos > MAX_HEAD {
+        return Err(Error::TooLarge);
     }
     let framing = if chunked {
         Framing::Chunked

@@ -86,8 +86,15 @@ pub fn parse(s: &[u8]) -> Option<i64> {
     {
         return None;
     }
-    Some(days_from_civil(y, m, d) * 86_400 + hh * 3600 + mm * 60 + ss)
+    let t = days_from_civil(y, m, d) * 86_400 + hh * 3600 + mm * 60 + ss;
+    // A leap second on 31 Dec 9999 lands in year 10000, which no IMF-fixdate
+    // can show (`format` would clamp it to 9999): no date at all, like any
+    // other one we could not have sent.
+    (t <= LAST_DATE).then_some(t)
 }
+
+/// 9999-12-31T23:59:59Z, the last instant an IMF-fixdate can show.
+const LAST_DATE: i64 = 253_402_300_799;
 
 fn put2(dst: &mut [u8], v: u32) {
     dst[0] = b'0' + (v / 10 % 10) as u8;
