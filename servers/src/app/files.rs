@@ -153,30 +153,30 @@ pub fn resolve(root: BorrowedFd<'_>, path: &str) -> Resolved {
     if rel.is_empty() {
         rel.push(b'.');
     }
-    let file = match open(root, &rel) {
-        Ok(f) => f,
+    let (file, meta) = match open_with_meta(root, &rel) {
+        Ok(opened) => opened,
         Err(r) => return r,
-    };
-    let meta = match file.metadata() {
-        Ok(meta) => meta,
-        Err(e) => return failure(&e),
     };
     if meta.is_dir() {
         if !wants_dir {
             return Resolved::Redirect(format!("{path}/"));
         }
         rel.extend_from_slice(b"/index.html");
-        let file = match open(root, &rel) {
-            Ok(f) => f,
+        let (file, meta) = match open_with_meta(root, &rel) {
+            Ok(opened) => opened,
             Err(r) => return r,
-        };
-        let meta = match file.metadata() {
-            Ok(meta) => meta,
-            Err(e) => return failure(&e),
         };
         return regular(file, &meta, &rel);
     }
     regular(file, &meta, &rel)
+}
+
+/// Open `rel` beneath `root` and `fstat` it; a failure of either is
+/// already the answer.
+fn open_with_meta(root: BorrowedFd<'_>, rel: &[u8]) -> Result<(File, std::fs::Metadata), Resolved> {
+    let file = open(root, rel)?;
+    let meta = file.metadata().map_err(|e| failure(&e))?;
+    Ok((file, meta))
 }
 
 fn regular(file: File, meta: &std::fs::Metadata, rel: &[u8]) -> Resolved {
