@@ -30,6 +30,20 @@ fn opts(extra: &[&str]) -> ServerOpts {
     }
 }
 
+/// `/huge.bin`: 256 MiB (sparse), far more than loopback socket buffers
+/// absorb, so a send to a client that reads nothing must block.
+fn add_huge_file(docroot: &DocRoot) {
+    let big = std::fs::File::create(docroot.root.join("huge.bin")).unwrap();
+    big.set_len(256 << 20).unwrap();
+}
+
+/// A new connection on which `GET path` has been sent (nothing read).
+fn sent(server: &Server, path: &str) -> TcpStream {
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(&get_req(path)).unwrap();
+    s
+}
+
 /// Read until EOF (or the bound); what came, and whether EOF came.
 fn read_to_eof(s: &mut TcpStream, bound: Duration) -> (Vec<u8>, bool) {
     s.set_read_timeout(Some(bound)).unwrap();
@@ -103,17 +117,14 @@ fn partial_head_then_reset(v: &'static Variant) {
 /// loops it costs nothing meanwhile.
 fn a_client_that_reads_nothing(v: &'static Variant) {
     let docroot = DocRoot::build();
-    // Far more than loopback socket buffers absorb: the send must block.
-    let big = std::fs::File::create(docroot.root.join("huge.bin")).unwrap();
-    big.set_len(256 << 20).unwrap();
+    add_huge_file(&docroot);
     // One worker: on the thread pool, the stalled client holds it.
     let one_thread = ServerOpts {
         threads: 1,
         ..opts(&["--send-timeout", "1s"])
     };
     let server = Server::start(v.name, &docroot.root, &one_thread);
-    let mut stalled = TcpStream::connect(server.addr).unwrap();
-    stalled.write_all(&get_req("/huge.bin")).unwrap();
+    let mut stalled = sent(&server, "/huge.bin");
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
     let mut c = Conn::connect(server.addr);
@@ -157,15 +168,13 @@ fn a_client_that_reads_nothing(v: &'static Variant) {
 /// server still exits within `--shutdown-timeout` (plus a margin), status 0.
 fn sigterm_while_a_send_is_stuck(v: &'static Variant) {
     let docroot = DocRoot::build();
-    let big = std::fs::File::create(docroot.root.join("huge.bin")).unwrap();
-    big.set_len(256 << 20).unwrap();
+    add_huge_file(&docroot);
     let mut server = Server::start(
         v.name,
         &docroot.root,
         &opts(&["--send-timeout", "60s", "--shutdown-timeout", "1s"]),
     );
-    let mut stalled = TcpStream::connect(server.addr).unwrap();
-    stalled.write_all(&get_req("/huge.bin")).unwrap();
+    let stalled = sent(&server, "/huge.bin");
     std::thread::sleep(Duration::from_millis(500));
     server.signal(libc::SIGTERM);
     let st = server.wait_exit(Duration::from_secs(15));
@@ -184,13 +193,7 @@ fn sigterm_while_a_send_is_stuck(v: &'static Variant) {
 fn shutdown_timeout_bounds_queued_jobs(v: &'static Variant) {
     let docroot = DocRoot::build();
     let mut server = Server::start(v.name, &docroot.root, &opts(&["--shutdown-timeout", "2s"]));
-    let clients: Vec<TcpStream> = (0..20)
-        .map(|_| {
-            let mut s = TcpStream::connect(server.addr).unwrap();
-            s.write_all(&get_req("/sleep?ms=1000")).unwrap();
-            s
-        })
-        .collect();
+    let clients: Vec<TcpStream> = (0..20).map(|_| sent(&server, "/sleep?ms=1000")).collect();
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
     server.signal(libc::SIGTERM);
@@ -420,13 +423,7 @@ fn an_upload_does_not_queue_behind_sleeps(v: &'static Variant) {
         &docroot.root,
         &opts(&["--data-dir", &data_dir, "--workers", "2"]),
     );
-    let sleepers: Vec<TcpStream> = (0..6)
-        .map(|_| {
-            let mut s = TcpStream::connect(server.addr).unwrap();
-            s.write_all(&get_req("/sleep?ms=4000")).unwrap();
-            s
-        })
-        .collect();
+    let sleepers: Vec<TcpStream> = (0..6).map(|_| sent(&server, "/sleep?ms=4000")).collect();
     std::thread::sleep(Duration::from_millis(300));
     let mut c = server.conn();
     c.stream

@@ -9,15 +9,12 @@
 //! timeout answers it 408. Clients that arrive meanwhile wait in the kernel's
 //! listen backlog (`--backlog`); beyond it the kernel drops their SYNs.
 
-use std::io;
 use std::os::fd::AsFd;
-use std::time::Duration;
 
 use clap::Parser;
 use servers::config::{Options, Server};
-use servers::drivers::accept::AcceptBackoff;
+use servers::drivers::accept::{self, AcceptBackoff};
 use servers::drivers::blocking::{self, Env};
-use servers::sys;
 
 #[derive(Parser)]
 #[command(
@@ -30,17 +27,13 @@ struct Cli {
     opts: Options,
 }
 
-/// How long a blocking `accept` waits before re-checking the shutdown flag:
-/// a safety net for a signal landing between the check and the call.
-const ACCEPT_TICK: Duration = Duration::from_secs(1);
-
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if cli.opts.threads.is_some_and(|t| t != 1) {
         eprintln!("blocking: single-threaded by design; ignoring --threads");
     }
     let (server, listener) = Server::start("blocking", cli.opts, 1, 1, false)?;
-    sys::socket::set_read_timeout(listener.as_fd(), ACCEPT_TICK)?;
+    accept::blocking_listener(listener.as_fd())?;
     let _parked = server.shutdown.register_blocking_thread();
     let policy = server.policy(1);
     let env = Env {
@@ -50,31 +43,10 @@ fn main() -> anyhow::Result<()> {
         shutdown: server.shutdown,
     };
     let mut backoff = AcceptBackoff::new("blocking: ");
-    while !server.shutdown.requested() {
-        match sys::socket::accept(listener.as_fd(), false) {
-            Ok((fd, peer)) => {
-                backoff.succeeded();
-                env.shard.conn_opened();
-                blocking::serve(fd, peer, server.parser(), &env);
-                env.shard.conn_closed();
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::Interrupted
-                        | io::ErrorKind::WouldBlock
-                        | io::ErrorKind::ConnectionAborted
-                ) => {}
-            // Out of descriptors or memory: the connection stays queued and
-            // a retry now fails again; pause (one log line per episode).
-            Err(e) if AcceptBackoff::is_shortage(&e) => {
-                AcceptBackoff::sleep(backoff.failed(&e, 0), server.shutdown);
-            }
-            Err(e) => {
-                eprintln!("blocking: accept: {e}");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
+    while let Some((fd, peer)) = backoff.next_blocking(listener.as_fd(), server.shutdown, || 0) {
+        env.shard.conn_opened();
+        blocking::serve(fd, peer, server.parser(), &env);
+        env.shard.conn_closed();
     }
     server.finish();
     Ok(())

@@ -12,7 +12,6 @@
 //! instead of letting the backlog grow without bound.
 
 use std::collections::VecDeque;
-use std::io;
 use std::net::SocketAddrV4;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex};
@@ -22,7 +21,7 @@ use std::time::Duration;
 use clap::Parser;
 use servers::app::respond_overloaded;
 use servers::config::{Options, Server};
-use servers::drivers::accept::AcceptBackoff;
+use servers::drivers::accept::{self, AcceptBackoff};
 use servers::drivers::blocking::{self, Env};
 use servers::drivers::send_outbox;
 use servers::http::response::Outbox;
@@ -138,39 +137,18 @@ fn main() -> anyhow::Result<()> {
         })
         .collect::<Result<_, _>>()?;
 
-    sys::socket::set_read_timeout(listener.as_fd(), ACCEPT_TICK)?;
+    accept::blocking_listener(listener.as_fd())?;
     {
         let _parked = server.shutdown.register_blocking_thread();
         let shard = server.app.stats().shard(0);
         let mut backoff = AcceptBackoff::new("threadpool: ");
-        while !server.shutdown.requested() {
-            match sys::socket::accept(listener.as_fd(), false) {
-                Ok((fd, peer)) => {
-                    backoff.succeeded();
-                    shard.conn_opened();
-                    if let Err(fd) = queue.push(fd, peer) {
-                        shed(fd, shard);
-                        shard.conn_closed();
-                    }
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted
-                            | io::ErrorKind::WouldBlock
-                            | io::ErrorKind::ConnectionAborted
-                    ) => {}
-                // Out of descriptors or memory (queued and served connections
-                // hold them): the connection stays queued and a retry now
-                // fails again; pause (one log line per episode).
-                Err(e) if AcceptBackoff::is_shortage(&e) => {
-                    let open = server.app.stats().snapshot().conns_active;
-                    AcceptBackoff::sleep(backoff.failed(&e, open), server.shutdown);
-                }
-                Err(e) => {
-                    eprintln!("threadpool: accept: {e}");
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
+        let open = || server.app.stats().snapshot().conns_active;
+        while let Some((fd, peer)) = backoff.next_blocking(listener.as_fd(), server.shutdown, open)
+        {
+            shard.conn_opened();
+            if let Err(fd) = queue.push(fd, peer) {
+                shed(fd, shard);
+                shard.conn_closed();
             }
         }
     }
@@ -194,10 +172,6 @@ fn main() -> anyhow::Result<()> {
     server.finish();
     Ok(())
 }
-
-/// How long the blocking `accept` waits before re-checking the shutdown
-/// flag: a safety net for a signal landing between the check and the call.
-const ACCEPT_TICK: Duration = Duration::from_secs(1);
 
 /// Turn a client away with 503 without blocking the accept thread on it.
 fn shed(fd: OwnedFd, shard: &Shard) {

@@ -3,9 +3,22 @@
 //! loops, so each pauses, logs and recovers the same way.
 
 use std::io;
+use std::net::SocketAddrV4;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use crate::sys;
 use crate::sys::signal::Shutdown;
+
+/// How long a blocking `accept` waits before its loop re-checks the
+/// shutdown flag: a safety net for a signal landing between the check and
+/// the call (set as the listener's receive timeout by [`blocking_listener`]).
+const BLOCKING_ACCEPT_TICK: Duration = Duration::from_secs(1);
+
+/// Prepare a listener for [`AcceptBackoff::next_blocking`].
+pub fn blocking_listener(listener: BorrowedFd<'_>) -> io::Result<()> {
+    sys::socket::set_read_timeout(listener, BLOCKING_ACCEPT_TICK)
+}
 
 /// Backing off from `accept` while the process is out of descriptors or
 /// kernel memory, and saying so once per episode rather than once per try.
@@ -110,5 +123,41 @@ impl AcceptBackoff {
             }
             std::thread::sleep(left.min(STEP));
         }
+    }
+
+    /// The blocking models' accept loop: the next connection, or `None` once
+    /// shutdown is requested. Interruptions, the listener's timeout tick and
+    /// connections aborted while queued are retried; a shortage pauses
+    /// (`open` counts the connections held, for the log line); another
+    /// error is logged and retried after a moment.
+    pub fn next_blocking(
+        &mut self,
+        listener: BorrowedFd<'_>,
+        shutdown: &Shutdown,
+        open: impl Fn() -> u64,
+    ) -> Option<(OwnedFd, SocketAddrV4)> {
+        while !shutdown.requested() {
+            match sys::socket::accept(listener, false) {
+                Ok(accepted) => {
+                    self.succeeded();
+                    return Some(accepted);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted
+                            | io::ErrorKind::WouldBlock
+                            | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e) if Self::is_shortage(&e) => {
+                    Self::sleep(self.failed(&e, open()), shutdown);
+                }
+                Err(e) => {
+                    eprintln!("{}accept: {e}", self.label);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+        None
     }
 }
