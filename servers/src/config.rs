@@ -61,12 +61,20 @@ pub struct Options {
     /// A CGI script still running after this is killed and answered 504.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub cgi_timeout: Duration,
+    /// A CGI script's output kept in memory; a longer body is spilled to an
+    /// unlinked temporary file in $TMPDIR (the header section must fit).
+    #[arg(long, default_value_t = 64 * 1024, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub cgi_buffer_bytes: u64,
+    /// A CGI script writing more than this in all (headers and body) is
+    /// killed and answered 502 (nginx's fastcgi_max_temp_file_size).
+    #[arg(long, default_value_t = 1024 * 1024 * 1024)]
+    pub cgi_max_output_bytes: u64,
     /// Where POST /upload stores bodies (created if missing). Without it,
     /// uploads are answered 503 with a message naming this flag.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Append a combined-format access log to this file (written by a
-    /// background thread; off by default).
+    /// Append a combined-format access log to this file (whole lines,
+    /// one `write` per batch, safe across processes; off by default).
     #[arg(long)]
     pub access_log: Option<PathBuf>,
     /// Rotate the access log when it would grow past this many bytes (0 = never).
@@ -88,6 +96,11 @@ pub struct Options {
     /// this long (between two successive sends, as nginx's send_timeout).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub send_timeout: Duration,
+    /// Work waiting in a queue for a worker (a blocking job, or a
+    /// connection waiting for a thread) longer than this is answered `503`
+    /// with `Retry-After` instead of served late (as HAProxy's `timeout queue`).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub queue_timeout: Duration,
     /// On SIGINT/SIGTERM, wait this long for in-flight requests (including
     /// /sleep and CGI) before dropping what is left; the exit code is 0 either way.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
@@ -203,6 +216,10 @@ impl Listening {
             root: opts.root.clone(),
             cgi_dir: opts.cgi_dir.clone(),
             cgi_timeout: opts.cgi_timeout,
+            cgi_output: crate::app::cgi::OutputLimits {
+                memory: opts.cgi_buffer_bytes as usize,
+                max: opts.cgi_max_output_bytes,
+            },
             data_dir: opts.data_dir.clone(),
             access_log: opts
                 .access_log

@@ -17,7 +17,7 @@
 use std::net::SocketAddrV4;
 
 use crate::app::dynamic::UploadStream;
-use crate::app::{respond_error, App, Finished, Job, Meta, Reply};
+use crate::app::{respond_error, App, Finished, Job, Meta, Outcome, Reply};
 use crate::http::parser::{self, Method, Parser, Status};
 use crate::http::response::{Chunk, Outbox};
 use crate::http::stats::Shard;
@@ -349,10 +349,9 @@ impl Conn {
         else {
             return;
         };
-        self.out.bytes().extend_from_slice(&done.bytes);
         let took = (ctx.clock)().saturating_sub(started_ns);
-        ctx.shard.request_done(done.status, took);
-        self.phase = if last {
+        let served = self.queue_finished(ctx, done, took);
+        self.phase = if last || !served {
             Phase::Closing { after_error: false }
         } else {
             Phase::Open
@@ -363,13 +362,23 @@ impl Conn {
         }
     }
 
+    /// Queue a job's response and count it; whether the connection may go on.
+    fn queue_finished(&mut self, ctx: &Ctx<'_>, done: Finished, took_ns: u64) -> bool {
+        self.out.bytes().extend_from_slice(&done.bytes);
+        if let Some((file, len)) = done.file {
+            self.out.push_file(file, 0, len);
+        }
+        if done.outcome == Outcome::Shed {
+            ctx.shard.shed();
+        }
+        ctx.shard.request_done(done.status, took_ns);
+        done.outcome == Outcome::Served
+    }
+
     /// The job could not be queued (its pool is saturated): answer 503 with
     /// `Retry-After`, and close after it.
     pub fn on_job_refused(&mut self, ctx: &Ctx<'_>, job: Job) {
-        let done = job.refuse();
-        self.out.bytes().extend_from_slice(&done.bytes);
-        ctx.shard.shed();
-        ctx.shard.request_done(done.status, 0);
+        self.queue_finished(ctx, job.refuse(), 0);
         self.phase = Phase::Closing { after_error: false };
     }
 
@@ -635,6 +644,10 @@ mod tests {
             root: root.path().to_path_buf(),
             cgi_dir: root.path().join("no-cgi"),
             cgi_timeout: Duration::from_secs(1),
+            cgi_output: crate::app::cgi::OutputLimits {
+                memory: 1024,
+                max: 1 << 20,
+            },
             data_dir: None,
             access_log: None,
             local: "127.0.0.1:80".parse().unwrap(),

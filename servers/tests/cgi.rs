@@ -12,10 +12,45 @@ use std::path::{Path, PathBuf};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use servers::app::cgi::{self, CgiDir, CgiError, CgiRequest, CgiResponse};
+use servers::app::cgi::{self, Body, CgiDir, CgiError, CgiRequest, CgiResponse, OutputLimits};
 
 const LONG: Duration = Duration::from_secs(20);
-const MAX: usize = 4 << 20;
+const MAX: u64 = 4 << 20;
+/// Output kept in memory in these tests: small, so that the larger bodies
+/// below take the spill-to-file path.
+const MEMORY: usize = 16 * 1024;
+
+/// A script's answer with its body read back into memory, spilled or not.
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    body: Vec<u8>,
+    head: CgiResponse,
+}
+
+impl Resp {
+    fn content_type(&self) -> Option<&str> {
+        self.head.content_type()
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.header(name)
+    }
+}
+
+fn run_cgi(dir: &CgiDir, req: &CgiRequest, timeout: Duration, max: u64) -> Result<Resp, CgiError> {
+    let limits = OutputLimits {
+        memory: MEMORY,
+        max,
+    };
+    let mut head = cgi::run(dir, req, timeout, limits)?;
+    let body = std::mem::replace(&mut head.body, Body::Memory(Vec::new()));
+    Ok(Resp {
+        status: head.status,
+        body: body.into_vec().expect("read the spilled body back"),
+        head,
+    })
+}
 
 static PROCESSES: RwLock<()> = RwLock::new(());
 
@@ -62,8 +97,8 @@ impl Scripts {
         p
     }
 
-    fn run(&self, req: &CgiRequest) -> Result<CgiResponse, CgiError> {
-        cgi::run(&self.dir, req, LONG, MAX)
+    fn run(&self, req: &CgiRequest) -> Result<Resp, CgiError> {
+        run_cgi(&self.dir, req, LONG, MAX)
     }
 
     fn pid_file(&self, name: &str) -> i32 {
@@ -409,6 +444,48 @@ fn one_mebibyte_body_echoed_byte_for_byte() {
 }
 
 #[test]
+fn output_past_the_memory_buffer_is_spilled_to_a_file_and_kept_whole() {
+    let _g = shared();
+    let s = Scripts::new();
+    s.add("cat", &format!("#!/bin/sh\n{TEXT}exec cat\n"));
+    let mut req = request("cat");
+    req.method = "POST".into();
+    let limits = OutputLimits {
+        memory: MEMORY,
+        max: MAX,
+    };
+    for len in [MEMORY - 100, MEMORY * 3 + 7] {
+        req.body = pseudo_random(len);
+        let resp = cgi::run(&s.dir, &req, LONG, limits).unwrap();
+        assert_eq!(resp.content_type(), Some("text/plain"));
+        let spilled = matches!(resp.body, Body::File { .. });
+        assert_eq!(spilled, len > MEMORY, "{len} bytes: spilled {spilled}");
+        assert_eq!(resp.body.len(), len as u64);
+        assert!(
+            resp.body.into_vec().unwrap() == req.body,
+            "{len} bytes differ"
+        );
+    }
+}
+
+#[test]
+fn a_header_section_longer_than_the_memory_buffer_is_refused() {
+    let _g = shared();
+    let s = Scripts::new();
+    s.add(
+        "bighead",
+        &format!(
+            "#!/bin/sh\nprintf 'X-Long: '\nhead -c {} /dev/zero | tr '\\0' a\nprintf '\\n'\n{TEXT}echo x\n",
+            MEMORY * 2
+        ),
+    );
+    match s.run(&request("bighead")).unwrap_err() {
+        CgiError::BadOutput(why) => assert!(why.contains("--cgi-buffer-bytes"), "{why}"),
+        e => panic!("expected BadOutput, got {e:?}"),
+    }
+}
+
+#[test]
 fn script_that_ignores_stdin_and_writes_a_lot_does_not_deadlock() {
     let _g = shared();
     let s = Scripts::new();
@@ -530,7 +607,7 @@ fn output_over_the_cap_is_too_large_and_the_script_is_killed() {
         &format!("#!/bin/sh\necho $$ > leader.pid\n{TEXT}exec yes\n"),
     );
     let t0 = Instant::now();
-    let e = cgi::run(&s.dir, &request("yes"), LONG, 64 * 1024).unwrap_err();
+    let e = run_cgi(&s.dir, &request("yes"), LONG, 64 * 1024).unwrap_err();
     assert_eq!(e, CgiError::TooLarge);
     assert_eq!(e.status(), 502);
     assert!(t0.elapsed() < Duration::from_secs(10));
@@ -548,7 +625,7 @@ fn timeout_kills_the_whole_group_and_leaves_no_zombie() {
         "#!/bin/sh\necho $$ > leader.pid\nsleep 1000 &\necho $! > sleeper.pid\nwait\n",
     );
     let t0 = Instant::now();
-    let e = cgi::run(
+    let e = run_cgi(
         &s.dir,
         &request("forever"),
         Duration::from_millis(1000),
@@ -572,7 +649,7 @@ fn script_that_closes_stdout_but_keeps_running_times_out() {
         "linger",
         &format!("#!/bin/sh\necho $$ > leader.pid\n{TEXT}echo hi\nexec >&-\nexec sleep 1000\n"),
     );
-    let e = cgi::run(&s.dir, &request("linger"), Duration::from_millis(500), MAX).unwrap_err();
+    let e = run_cgi(&s.dir, &request("linger"), Duration::from_millis(500), MAX).unwrap_err();
     assert_eq!(e, CgiError::Timeout);
     assert_nothing_left(s.pid_file("leader.pid"), &[]);
 }
@@ -760,7 +837,7 @@ fn examples() -> CgiDir {
 #[test]
 fn example_time_script() {
     let _g = shared();
-    let resp = cgi::run(&examples(), &request("time"), LONG, MAX).unwrap();
+    let resp = run_cgi(&examples(), &request("time"), LONG, MAX).unwrap();
     assert_eq!(resp.status, 200);
     assert_eq!(resp.content_type(), Some("text/plain; charset=utf-8"));
     let body = String::from_utf8(resp.body).unwrap();
@@ -774,7 +851,7 @@ fn example_params_script_returns_escaped_json() {
     let run = |query: &str| {
         let mut req = request("params");
         req.query = query.to_string();
-        let resp = cgi::run(&examples(), &req, LONG, MAX).unwrap();
+        let resp = run_cgi(&examples(), &req, LONG, MAX).unwrap();
         assert_eq!(resp.content_type(), Some("application/json"));
         String::from_utf8(resp.body).unwrap()
     };

@@ -489,6 +489,139 @@ fn a_setsid_daemon_does_not_outlive_its_script(v: &'static Variant) {
     );
 }
 
+/// Clients that ask for a large CGI output and read only its head cost the
+/// server a temporary file each, not the output in memory: the body past
+/// `--cgi-buffer-bytes` is spilled and sent from the file.
+fn cgi_output_to_clients_that_read_nothing(v: &'static Variant) {
+    use std::os::unix::fs::PermissionsExt;
+    const OUTPUT: usize = 16 << 20;
+    let docroot = DocRoot::build();
+    let cgi = tempfile::tempdir().unwrap();
+    let script = cgi.path().join("big");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nprintf 'Content-Type: application/octet-stream\\r\\n\\r\\n'\nexec head -c {OUTPUT} /dev/zero\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cgi_dir = cgi.path().to_str().unwrap().to_string();
+    let server = Server::start(v.name, &docroot.root, &opts(&["--cgi-dir", &cgi_dir]));
+    let mut warm = server.conn();
+    warm.get("/plaintext").expect_status(200, "warm-up");
+    let before = rss_kib(server.pid);
+    drop(warm);
+    // As many as the model serves at once (opts gives two threads).
+    let n = if v.cannot(Limit::OneClientAtATime) {
+        1
+    } else {
+        2 + 4 * usize::from(v.keep_alive == KeepAlive::Unbounded)
+    };
+    let mut clients: Vec<TcpStream> = (0..n).map(|_| sent(&server, "/cgi-bin/big")).collect();
+    for c in &mut clients {
+        let head = read_head(c);
+        assert!(
+            head.starts_with("HTTP/1.1 200") && head.contains(&format!("Content-Length: {OUTPUT}")),
+            "[{}] GET /cgi-bin/big: {head}",
+            v.name
+        );
+    }
+    let grown = rss_kib(server.pid).saturating_sub(before);
+    assert!(
+        grown < 12 * 1024,
+        "[{}] {n} clients holding a {} MiB CGI output each: RSS grew {grown} KiB (buffered in memory?)",
+        v.name,
+        OUTPUT >> 20
+    );
+    println!(
+        "[{}] RSS grew {grown} KiB with {n} unread {} MiB CGI outputs",
+        v.name,
+        OUTPUT >> 20
+    );
+    let mut body = vec![1u8; OUTPUT];
+    let read = clients[0].read_exact(&mut body);
+    assert!(
+        read.is_ok() && body.iter().all(|&b| b == 0),
+        "[{}] the spilled body came back short or changed: {read:?}",
+        v.name
+    );
+}
+
+/// Work that waits in a queue past `--queue-timeout` (a job behind a slow
+/// one on `epoll-threads`' pool, a connection waiting for a busy worker on
+/// `threadpool`) is answered 503 with `Retry-After` and closed, not served
+/// late. Models without a queue (a backlog, or one loop that blocks) skip.
+fn work_queued_past_its_deadline_gets_503(v: &'static Variant) {
+    let case = "work_queued_past_its_deadline_gets_503";
+    if v.cannot(Limit::OneClientAtATime) || v.cannot(Limit::HandlersBlockTheLoop) {
+        return skip(
+            v,
+            case,
+            "no queue: waiting work sits in the kernel backlog or the loop",
+        );
+    }
+    let mut extra = vec!["--queue-timeout", "300ms"];
+    if v.extra_flags.contains(&"--workers") {
+        extra.extend(["--workers", "1"]);
+    }
+    let docroot = DocRoot::build();
+    let mut o = opts(&extra);
+    o.threads = 1;
+    let server = Server::start(v.name, &docroot.root, &o);
+    let before = shed_count(&server);
+    // Holds the only worker (or the only job thread) for a second and a half.
+    let mut slow = server.conn();
+    slow.send(&get_req("/sleep?ms=1500"));
+    std::thread::sleep(Duration::from_millis(100));
+    let mut late = server.conn();
+    let started = Instant::now();
+    late.send(&get_req("/sleep?ms=1"));
+    // A worker of `threadpool` keeps its connection: the slow client must
+    // finish before the queued one can be reached.
+    slow.read_response(false)
+        .expect_status(200, "the slow request itself");
+    drop(slow);
+    late.read_response(false)
+        .expect_status(503, "a request queued past --queue-timeout")
+        .expect_header("Retry-After", "1", "503 from the queue deadline")
+        .expect_close("503 from the queue deadline");
+    assert!(
+        shed_count(&server) > before,
+        "[{}] the 503 was not counted as shed in /stats",
+        v.name
+    );
+    println!(
+        "[{}] 503 after {:?} in the queue",
+        v.name,
+        started.elapsed()
+    );
+}
+
+/// `/stats`' `shed` counter.
+fn shed_count(server: &Server) -> u64 {
+    let body = server.conn().get("/stats").body_str();
+    let at = body.find("\"shed\":").expect("/stats has shed") + "\"shed\":".len();
+    let digits: String = body[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap()
+}
+
+/// Read a response head (through the blank line), byte by byte so nothing
+/// of the body is taken.
+fn read_head(s: &mut TcpStream) -> String {
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
+        match s.read(&mut b) {
+            Ok(1) => head.push(b[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
 per_variant_tests! {
     variants: [blocking, threadpool, epoll, epoll_threads],
     tests: [
@@ -503,5 +636,7 @@ per_variant_tests! {
         pipelining_files_without_reading,
         an_upload_does_not_queue_behind_sleeps,
         a_setsid_daemon_does_not_outlive_its_script,
+        cgi_output_to_clients_that_read_nothing,
+        work_queued_past_its_deadline_gets_503,
     ],
 }

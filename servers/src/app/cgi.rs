@@ -7,6 +7,17 @@
 //! script's header block into a [`CgiResponse`]. Which thread it blocks is
 //! the caller's choice (a worker pool, in the event-loop variants).
 //!
+//! # Output
+//!
+//! The output is kept in memory up to [`OutputLimits::memory`]; a body
+//! that grows past it goes to an unlinked temporary file (`O_TMPFILE` in
+//! `$TMPDIR`, else `/tmp`) and is sent from there, so a client that reads
+//! slowly (or not at all) holds a file, not the script's output in memory
+//! — nginx does the same with `fastcgi_buffers` and `fastcgi_temp_path`.
+//! The header section must fit in memory (nginx: "upstream sent too big
+//! header", 502). Past [`OutputLimits::max`] in all the script is killed
+//! and answered 502.
+//!
 //! # Confinement
 //!
 //! The script name must be one path segment of `[A-Za-z0-9._-]`, not
@@ -178,8 +189,61 @@ pub struct CgiRequest {
     pub protocol: &'static str,
 }
 
+/// How much of a script's output is kept in memory, and how much it may
+/// write at all.
+#[derive(Clone, Copy, Debug)]
+pub struct OutputLimits {
+    /// Output held in memory (`--cgi-buffer-bytes`); a body past it is
+    /// spilled to a temporary file. The header section must fit.
+    pub memory: usize,
+    /// All output, headers and body (`--cgi-max-output-bytes`); past it the
+    /// script is killed and answered 502.
+    pub max: u64,
+}
+
+/// A script's response body.
+#[derive(Debug)]
+pub enum Body {
+    /// Small enough to keep in memory.
+    Memory(Vec<u8>),
+    /// Spilled: an unlinked temporary file holding `len` bytes from offset 0.
+    File {
+        /// The file (no name on disk; it goes when the last descriptor does).
+        file: File,
+        /// Body length.
+        len: u64,
+    },
+}
+
+impl Body {
+    /// Body length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Memory(b) => b.len() as u64,
+            Body::File { len, .. } => *len,
+        }
+    }
+
+    /// Whether the body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The whole body in memory, reading a spilled file back.
+    pub fn into_vec(self) -> io::Result<Vec<u8>> {
+        match self {
+            Body::Memory(b) => Ok(b),
+            Body::File { file, len } => {
+                let mut out = vec![0; len as usize];
+                std::os::unix::fs::FileExt::read_exact_at(&file, &mut out, 0)?;
+                Ok(out)
+            }
+        }
+    }
+}
+
 /// What the script answered.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct CgiResponse {
     /// From `Status:`; 302 for a `Location:` without one; else 200.
     pub status: u16,
@@ -188,7 +252,7 @@ pub struct CgiResponse {
     /// Date or hop-by-hop headers: the server writes framing itself.
     pub headers: Vec<(String, String)>,
     /// Everything after the blank line.
-    pub body: Vec<u8>,
+    pub body: Body,
 }
 
 impl CgiResponse {
@@ -223,6 +287,8 @@ pub enum CgiError {
     Timeout,
     /// The script wrote more than the output cap and was killed (502).
     TooLarge,
+    /// Its output could not be stored: no temporary file (500).
+    Storage(String),
 }
 
 impl CgiError {
@@ -233,6 +299,7 @@ impl CgiError {
             CgiError::Forbidden => 403,
             CgiError::StartFailed(_) | CgiError::BadOutput(_) | CgiError::TooLarge => 502,
             CgiError::Timeout => 504,
+            CgiError::Storage(_) => 500,
         }
     }
 
@@ -245,6 +312,7 @@ impl CgiError {
             CgiError::BadOutput(_) => "CGI script sent an invalid response",
             CgiError::Timeout => "CGI script timed out",
             CgiError::TooLarge => "CGI script output too large",
+            CgiError::Storage(_) => "could not store CGI script output",
         }
     }
 }
@@ -252,7 +320,7 @@ impl CgiError {
 impl fmt::Display for CgiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CgiError::StartFailed(d) | CgiError::BadOutput(d) => {
+            CgiError::StartFailed(d) | CgiError::BadOutput(d) | CgiError::Storage(d) => {
                 write!(f, "{}: {d}", self.reason())
             }
             _ => f.write_str(self.reason()),
@@ -281,12 +349,12 @@ pub fn split_path(path: &str) -> Option<(&str, &str)> {
 
 /// Run the script `req.script` from `dir` for `req`, to completion, on the
 /// calling thread (blocking). The script gets `timeout` from the call to
-/// exit; `max_output` caps its stdout (headers and body together).
+/// exit; `limits` bound its stdout (headers and body together).
 pub fn run(
     dir: &CgiDir,
     req: &CgiRequest,
     timeout: Duration,
-    max_output: usize,
+    limits: OutputLimits,
 ) -> Result<CgiResponse, CgiError> {
     let deadline = Instant::now().checked_add(timeout);
     let name = script_name(&req.script).ok_or(CgiError::NotFound)?;
@@ -296,7 +364,7 @@ pub fn run(
     let mut script = script;
     let mut busy_retries = EXEC_BUSY_RETRIES;
     let (output, status) = loop {
-        match execute(dir, script, &argv, &envp, &req.body, deadline, max_output) {
+        match execute(dir, script, &argv, &envp, &req.body, deadline, limits) {
             Err(Exec::Busy) if busy_retries > 0 => {
                 // ETXTBSY: some process still holds the file open for
                 // writing — typically a child forked by another thread
@@ -316,7 +384,7 @@ pub fn run(
             Ok(done) => break done,
         }
     };
-    parse_output(output).map_err(|e| match e {
+    output.finish().map_err(|e| match e {
         CgiError::BadOutput(d) => CgiError::BadOutput(format!("{d} (script ended: {status})")),
         e => e,
     })
@@ -610,8 +678,8 @@ fn execute(
     envp: &CStrArray,
     body: &[u8],
     deadline: Option<Instant>,
-    max_output: usize,
-) -> Result<(Vec<u8>, WaitStatus), Exec> {
+    limits: OutputLimits,
+) -> Result<(Output, WaitStatus), Exec> {
     let (stdin_r, stdin_w) = process::pipe().map_err(|e| start_failed("pipe", e))?;
     let (stdout_r, stdout_w) = process::pipe().map_err(|e| start_failed("pipe", e))?;
     let (report_r, report_w) = process::pipe().map_err(|e| start_failed("pipe", e))?;
@@ -655,7 +723,7 @@ fn execute(
     // them would keep the pipes from ever reporting EOF.
     drop((stdin_r, stdout_w, report_w, script));
 
-    let output = exchange(&child, stdin_w, stdout_r, body, deadline, max_output)?;
+    let output = exchange(&child, stdin_w, stdout_r, body, deadline, limits)?;
 
     // Leader exited (a zombie: its pid is still reserved); end whatever it
     // left running in its group, then reap.
@@ -773,13 +841,13 @@ fn exchange(
     stdout: OwnedFd,
     body: &[u8],
     deadline: Option<Instant>,
-    max_output: usize,
-) -> Result<Vec<u8>, CgiError> {
+    limits: OutputLimits,
+) -> Result<Output, CgiError> {
     // An empty body is EOF right away: dropping the write end closes it.
     let mut input = (!body.is_empty()).then_some(stdin);
     let mut written = 0;
     let mut stdout = Some(stdout);
-    let mut output = Vec::new();
+    let mut output = Output::new(limits);
     let mut buf = vec![0u8; 64 * 1024];
     let mut exited = false;
     loop {
@@ -791,7 +859,7 @@ fn exchange(
             child.kill_group();
             while let Some(fd) = &stdout {
                 time_left(deadline)?;
-                if !read_some(fd, &mut buf, &mut output, max_output)? {
+                if !read_some(fd, &mut buf, &mut output)? {
                     stdout = None;
                 }
             }
@@ -819,7 +887,7 @@ fn exchange(
             Err(e) => return Err(CgiError::BadOutput(format!("poll: {e}"))),
         }
         if let (Some(i), Some(fd)) = (out_at, &stdout) {
-            if fds[i].ready() && !read_some(fd, &mut buf, &mut output, max_output)? {
+            if fds[i].ready() && !read_some(fd, &mut buf, &mut output)? {
                 stdout = None;
             }
         }
@@ -873,26 +941,104 @@ fn time_left(deadline: Option<Instant>) -> Result<Option<Duration>, CgiError> {
 /// One non-blocking read from the script's stdout into `output`. Returns
 /// whether the pipe may have more (false at end of stream or, when
 /// draining, when it is empty).
-fn read_some(
-    fd: &OwnedFd,
-    buf: &mut [u8],
-    output: &mut Vec<u8>,
-    max_output: usize,
-) -> Result<bool, CgiError> {
+fn read_some(fd: &OwnedFd, buf: &mut [u8], output: &mut Output) -> Result<bool, CgiError> {
     loop {
         match sys::io::read(fd.as_fd(), buf) {
             Ok(0) => return Ok(false),
             Ok(k) => {
-                if output.len() + k > max_output {
-                    return Err(CgiError::TooLarge);
-                }
-                output.extend_from_slice(&buf[..k]);
+                output.push(&buf[..k])?;
                 return Ok(true);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) => return Err(CgiError::BadOutput(format!("reading script output: {e}"))),
         }
+    }
+}
+
+/// A script's stdout as it arrives, under [`OutputLimits`].
+struct Output {
+    limits: OutputLimits,
+    /// Everything so far while in memory; once spilled, the header section.
+    mem: Vec<u8>,
+    /// The spilled body and its length so far.
+    spilled: Option<(File, u64)>,
+}
+
+impl Output {
+    fn new(limits: OutputLimits) -> Output {
+        Output {
+            limits,
+            mem: Vec::new(),
+            spilled: None,
+        }
+    }
+
+    fn push(&mut self, data: &[u8]) -> Result<(), CgiError> {
+        let spilled = self.spilled.as_ref().map_or(0, |(_, len)| *len);
+        if self.mem.len() as u64 + spilled + data.len() as u64 > self.limits.max {
+            return Err(CgiError::TooLarge);
+        }
+        match &mut self.spilled {
+            Some((file, len)) => {
+                io::Write::write_all(file, data).map_err(storage)?;
+                *len += data.len() as u64;
+            }
+            None => {
+                self.mem.extend_from_slice(data);
+                if self.mem.len() > self.limits.memory {
+                    self.spill()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Move the body so far to a temporary file; the head stays in memory.
+    fn spill(&mut self) -> Result<(), CgiError> {
+        let at = head_end(&self.mem)
+            .filter(|&at| at <= self.limits.memory)
+            .ok_or_else(|| {
+                CgiError::BadOutput(format!(
+                    "header section longer than {} bytes (--cgi-buffer-bytes)",
+                    self.limits.memory
+                ))
+            })?;
+        let mut file = sys::fs::anonymous_file(&std::env::temp_dir()).map_err(storage)?;
+        io::Write::write_all(&mut file, &self.mem[at..]).map_err(storage)?;
+        self.spilled = Some((file, (self.mem.len() - at) as u64));
+        self.mem.truncate(at);
+        self.mem.shrink_to_fit();
+        Ok(())
+    }
+
+    fn finish(self) -> Result<CgiResponse, CgiError> {
+        match self.spilled {
+            None => parse_output(self.mem),
+            Some((file, len)) => {
+                let (head, _) = parse_head(&self.mem)?;
+                head.with_body(Body::File { file, len })
+            }
+        }
+    }
+}
+
+fn storage(e: io::Error) -> CgiError {
+    CgiError::Storage(format!(
+        "temporary file in {}: {e}",
+        std::env::temp_dir().display()
+    ))
+}
+
+/// Where the body starts: just past the first empty line (LF or CRLF).
+fn head_end(out: &[u8]) -> Option<usize> {
+    let mut pos = 0;
+    loop {
+        let nl = pos + out[pos..].iter().position(|&c| c == b'\n')?;
+        if matches!(&out[pos..nl], b"" | b"\r") {
+            return Some(nl + 1);
+        }
+        pos = nl + 1;
     }
 }
 
@@ -936,6 +1082,37 @@ fn is_tchar(c: u8) -> bool {
 ///   UTF-8: such a header is dropped (for Content-Type or Location the
 ///   response is refused instead).
 pub fn parse_output(out: Vec<u8>) -> Result<CgiResponse, CgiError> {
+    let (head, at) = parse_head(&out)?;
+    let mut body = out;
+    body.drain(..at);
+    head.with_body(Body::Memory(body))
+}
+
+/// The header section of a script's output, parsed.
+struct Head {
+    status: u16,
+    headers: Vec<(String, String)>,
+    /// A Content-Type or a Location came: a body may follow.
+    body_allowed: bool,
+}
+
+impl Head {
+    /// The response, if the body may go with these headers.
+    fn with_body(self, body: Body) -> Result<CgiResponse, CgiError> {
+        if !self.body_allowed && !body.is_empty() {
+            return Err(bad("no Content-Type header"));
+        }
+        Ok(CgiResponse {
+            status: self.status,
+            headers: self.headers,
+            body,
+        })
+    }
+}
+
+/// The header section of `out` (as [`parse_output`] describes) and where
+/// the body starts.
+fn parse_head(out: &[u8]) -> Result<(Head, usize), CgiError> {
     let mut status: Option<u16> = None;
     let mut content_type: Option<String> = None;
     let mut location: Option<String> = None;
@@ -997,10 +1174,7 @@ pub fn parse_output(out: Vec<u8>) -> Result<CgiResponse, CgiError> {
             }
         }
     }
-    let body = out[pos..].to_vec();
-    if content_type.is_none() && location.is_none() && !body.is_empty() {
-        return Err(bad("no Content-Type header"));
-    }
+    let body_allowed = content_type.is_some() || location.is_some();
     let status = status.unwrap_or(if location.is_some() { 302 } else { 200 });
     let mut headers = Vec::with_capacity(others.len() + 2);
     if let Some(ct) = content_type {
@@ -1010,11 +1184,14 @@ pub fn parse_output(out: Vec<u8>) -> Result<CgiResponse, CgiError> {
         headers.push(("Location".to_string(), loc));
     }
     headers.extend(others);
-    Ok(CgiResponse {
-        status,
-        headers,
-        body,
-    })
+    Ok((
+        Head {
+            status,
+            headers,
+            body_allowed,
+        },
+        pos,
+    ))
 }
 
 /// A header the script may send once, with a non-empty valid value.
@@ -1214,12 +1391,19 @@ mod tests {
         parse_output(out.to_vec())
     }
 
+    fn in_memory(r: &CgiResponse) -> &[u8] {
+        match &r.body {
+            Body::Memory(b) => b,
+            Body::File { .. } => panic!("parse_output spilled"),
+        }
+    }
+
     #[test]
     fn output_document() {
         let r = parsed(b"Content-Type: text/plain\n\nhello\n").unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(r.content_type(), Some("text/plain"));
-        assert_eq!(r.body, b"hello\n");
+        assert_eq!(in_memory(&r), b"hello\n");
         let r = parsed(b"Status: 404 Not Found\r\nContent-type:text/html\r\nX-A:  b  \r\n\r\n<p>")
             .unwrap();
         assert_eq!(r.status, 404);
@@ -1230,10 +1414,10 @@ mod tests {
                 ("X-A".to_string(), "b".to_string())
             ]
         );
-        assert_eq!(r.body, b"<p>");
+        assert_eq!(in_memory(&r), b"<p>");
         // Mixed line endings; body keeps its bytes (even CRLFs) as is.
         let r = parsed(b"Content-Type: a/b\r\nStatus: 201\n\r\nx\r\ny").unwrap();
-        assert_eq!((r.status, r.body.as_slice()), (201, &b"x\r\ny"[..]));
+        assert_eq!((r.status, in_memory(&r)), (201, &b"x\r\ny"[..]));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddrV4;
 
-use super::cgi::{self, CgiRequest};
+use super::cgi::{self, Body, CgiRequest, CgiResponse};
 use super::files::percent_decode;
 use super::session::set_cookie_header;
 use super::uploads::{is_disk_full, Lookup, Upload, Uploads};
@@ -18,9 +18,6 @@ use crate::http::response::{write_head, ConnHeader, Outbox};
 const ALLOW_POST: &[u8] = b"Allow: POST";
 const ALLOW_FILES: &[u8] = b"Allow: GET, HEAD, DELETE";
 const ALLOW_CGI: &[u8] = b"Allow: GET, HEAD, POST";
-
-/// The largest CGI output buffered for one response.
-const CGI_MAX_OUTPUT: usize = 16 * 1024 * 1024;
 
 fn method_not_allowed(out: &mut Outbox, conn: ConnHeader, allow: &[u8]) -> Reply {
     Reply::Done(simple(
@@ -198,11 +195,7 @@ impl App {
                     Ok(()) => {
                         let mut bytes = Vec::with_capacity(128);
                         write_head(&mut bytes, 204, None, None, conn, &[]);
-                        Finished {
-                            status: 204,
-                            bytes,
-                            body_bytes: 0,
-                        }
+                        Finished::new(204, bytes, 0)
                     }
                     Err(Lookup::BadName | Lookup::NotFound) => {
                         Finished::text(404, not_found, conn, &[], false)
@@ -278,40 +271,10 @@ impl App {
         let Some(request) = cgi_request(req, meta.peer, self.local) else {
             return text(out, 404, b"404 Not Found\n", conn, head_only);
         };
-        let timeout = self.cgi_timeout;
+        let (timeout, limits) = (self.cgi_timeout, self.cgi_output);
         Reply::Deferred(Job::new(move || {
-            match cgi::run(&dir, &request, timeout, CGI_MAX_OUTPUT) {
-                Ok(resp) => {
-                    let lines: Vec<Vec<u8>> = resp
-                        .headers
-                        .iter()
-                        .filter(|(n, _)| !n.eq_ignore_ascii_case("content-type"))
-                        .map(|(n, v)| format!("{n}: {v}").into_bytes())
-                        .collect();
-                    let extra: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
-                    let ctype = resp
-                        .headers
-                        .iter()
-                        .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-                        .map(|(_, v)| v.as_str());
-                    let mut bytes = Vec::with_capacity(256 + resp.body.len());
-                    write_head(
-                        &mut bytes,
-                        resp.status,
-                        ctype,
-                        Some(resp.body.len() as u64),
-                        conn,
-                        &extra,
-                    );
-                    if !head_only {
-                        bytes.extend_from_slice(&resp.body);
-                    }
-                    Finished {
-                        status: resp.status,
-                        body_bytes: if head_only { 0 } else { resp.body.len() as u64 },
-                        bytes,
-                    }
-                }
+            match cgi::run(&dir, &request, timeout, limits) {
+                Ok(resp) => cgi_finished(resp, conn, head_only),
                 Err(e) => {
                     let status = e.status();
                     let body = format!("{status} {}: {e}\n", crate::http::response::reason(status));
@@ -319,6 +282,42 @@ impl App {
                 }
             }
         }))
+    }
+}
+
+/// A script's response as it goes on the wire: Content-Type first, a
+/// Content-Length the server computed, the body from memory or from the
+/// spilled file.
+fn cgi_finished(resp: CgiResponse, conn: ConnHeader, head_only: bool) -> Finished {
+    let lines: Vec<Vec<u8>> = resp
+        .headers
+        .iter()
+        .filter(|(n, _)| !n.eq_ignore_ascii_case("content-type"))
+        .map(|(n, v)| format!("{n}: {v}").into_bytes())
+        .collect();
+    let extra: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+    let len = resp.body.len();
+    let mut bytes = Vec::with_capacity(256);
+    write_head(
+        &mut bytes,
+        resp.status,
+        resp.content_type(),
+        Some(len),
+        conn,
+        &extra,
+    );
+    if head_only {
+        return Finished::new(resp.status, bytes, 0);
+    }
+    match resp.body {
+        Body::Memory(body) => {
+            bytes.extend_from_slice(&body);
+            Finished::new(resp.status, bytes, len)
+        }
+        Body::File { file, len } => Finished {
+            file: Some((file.into(), len)),
+            ..Finished::new(resp.status, bytes, len)
+        },
     }
 }
 

@@ -17,7 +17,7 @@
 use std::fs::File;
 use std::io;
 use std::net::SocketAddrV4;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -128,9 +128,12 @@ impl Job {
         let mark = out.mark();
         let status = respond_overloaded(&mut out);
         let done = Finished {
-            status,
-            body_bytes: out.body_bytes_since(mark),
-            bytes: std::mem::take(out.bytes()),
+            outcome: Outcome::Shed,
+            ..Finished::new(
+                status,
+                std::mem::take(out.bytes()),
+                out.body_bytes_since(mark),
+            )
         };
         if let Some(after) = self.after {
             after(&done);
@@ -139,17 +142,46 @@ impl Job {
     }
 }
 
-/// A response produced by a [`Job`]: the whole message, head and body.
+/// A response produced by a [`Job`]: the message as it goes on the wire.
 pub struct Finished {
     /// The status code, for the counters and the access log.
     pub status: u16,
-    /// The whole message as it goes on the wire.
+    /// The head, and the body unless it is in [`Finished::file`].
     pub bytes: Vec<u8>,
+    /// A body too large to keep in memory, sent after `bytes`: an
+    /// unlinked temporary file and its length (a CGI script's spilled
+    /// output).
+    pub file: Option<(OwnedFd, u64)>,
     /// Body length, for the access log.
     pub body_bytes: u64,
+    /// What the connection does after it.
+    pub outcome: Outcome,
+}
+
+/// How a job's response ends for its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Served: the connection goes on as the request asked.
+    Served,
+    /// The job failed; the response says `Connection: close`.
+    Failed,
+    /// The job never ran (it waited past the queue deadline): a 503 that
+    /// closes the connection, counted as shed.
+    Shed,
 }
 
 impl Finished {
+    /// A response served in full from memory.
+    pub fn new(status: u16, bytes: Vec<u8>, body_bytes: u64) -> Self {
+        Finished {
+            status,
+            bytes,
+            file: None,
+            body_bytes,
+            outcome: Outcome::Served,
+        }
+    }
+
     /// A plain-text response built off the connection's thread.
     pub fn text(
         status: u16,
@@ -170,11 +202,7 @@ impl Finished {
         if !head_only {
             bytes.extend_from_slice(body);
         }
-        Finished {
-            status,
-            bytes,
-            body_bytes: if head_only { 0 } else { body.len() as u64 },
-        }
+        Finished::new(status, bytes, if head_only { 0 } else { body.len() as u64 })
     }
 
     /// An error that closes the connection (used when a job itself fails).
@@ -183,9 +211,8 @@ impl Finished {
         respond_error(&mut out, status, detail);
         let bytes = std::mem::take(out.bytes());
         Finished {
-            status,
-            body_bytes: 0,
-            bytes,
+            outcome: Outcome::Failed,
+            ..Finished::new(status, bytes, 0)
         }
     }
 }
@@ -208,6 +235,8 @@ pub struct Settings {
     pub cgi_dir: std::path::PathBuf,
     /// How long a script may run before it is killed (504).
     pub cgi_timeout: Duration,
+    /// How a script's output is held: memory, then a temporary file, capped.
+    pub cgi_output: cgi::OutputLimits,
     /// Where uploads are stored (`--data-dir`); `None` turns uploads off.
     pub data_dir: Option<std::path::PathBuf>,
     /// `(file, rotate at bytes, files kept)`.
@@ -229,6 +258,7 @@ pub struct App {
     /// `Err` holds why CGI is unavailable, for the 503 message.
     pub(crate) cgi: Result<Arc<CgiDir>, String>,
     pub(crate) cgi_timeout: Duration,
+    pub(crate) cgi_output: cgi::OutputLimits,
     pub(crate) uploads: Option<Arc<Uploads>>,
     pub(crate) log: Option<Arc<AccessLog>>,
     pub(crate) local: SocketAddrV4,
@@ -290,6 +320,7 @@ impl App {
             sessions: Sessions::new(MAX_SESSIONS),
             cgi,
             cgi_timeout: settings.cgi_timeout,
+            cgi_output: settings.cgi_output,
             uploads,
             log,
             local: settings.local,

@@ -70,10 +70,13 @@ fn main() -> anyhow::Result<()> {
     }
     let policy = server.policy(server.opts.keepalive_requests);
     // In JobClass order: Wait, Storage.
-    let pool = Pool::start([
-        (cli.workers, cli.work_queue),
-        (cli.storage_workers, cli.work_queue),
-    ])?;
+    let pool = Pool::start(
+        [
+            (cli.workers, cli.work_queue),
+            (cli.storage_workers, cli.work_queue),
+        ],
+        server.opts.queue_timeout,
+    )?;
     let handles = (0..threads)
         .map(|_| pool.handle())
         .collect::<std::io::Result<Vec<_>>>()?;

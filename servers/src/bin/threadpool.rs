@@ -9,14 +9,16 @@
 //! forever. With more clients than workers, the rest wait in the queue
 //! (`--queue`, default 1024); when it is full the accept thread answers
 //! `503 Service Unavailable` with `Retry-After: 1` and closes (shedding)
-//! instead of letting the backlog grow without bound.
+//! instead of letting the backlog grow without bound; a connection that
+//! waited in the queue past `--queue-timeout` gets the same 503 when a
+//! worker reaches it.
 
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex};
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use servers::app::respond_overloaded;
@@ -50,8 +52,15 @@ struct Queue {
     capacity: usize,
 }
 
+/// An accepted connection waiting for a worker, since when.
+struct Waiting {
+    fd: OwnedFd,
+    peer: SocketAddrV4,
+    since: Instant,
+}
+
 struct QueueState {
-    conns: VecDeque<(OwnedFd, SocketAddrV4)>,
+    conns: VecDeque<Waiting>,
     closed: bool,
 }
 
@@ -62,7 +71,11 @@ impl Queue {
         if st.conns.len() >= self.capacity {
             return Err(fd);
         }
-        st.conns.push_back((fd, peer));
+        st.conns.push_back(Waiting {
+            fd,
+            peer,
+            since: Instant::now(),
+        });
         drop(st);
         self.ready.notify_one();
         Ok(())
@@ -70,7 +83,7 @@ impl Queue {
 
     /// Next connection; `None` once closed and empty (queued connections
     /// are still served during shutdown: their requests are in flight).
-    fn pop(&self) -> Option<(OwnedFd, SocketAddrV4)> {
+    fn pop(&self) -> Option<Waiting> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(fd) = st.conns.pop_front() {
@@ -129,8 +142,14 @@ fn main() -> anyhow::Result<()> {
                         policy: &policy,
                         shutdown: server.shutdown,
                     };
-                    while let Some((fd, peer)) = queue.pop() {
-                        blocking::serve(fd, peer, server.parser(), &env);
+                    while let Some(w) = queue.pop() {
+                        if w.since.elapsed() > server.opts.queue_timeout {
+                            // Waited past --queue-timeout: its client is
+                            // better off retrying than being served late.
+                            shed(w.fd, env.shard);
+                        } else {
+                            blocking::serve(w.fd, w.peer, server.parser(), &env);
+                        }
                         env.shard.conn_closed();
                     }
                 })

@@ -7,6 +7,9 @@
 //! loop wakes, takes the list, and appends each response to its connection.
 //! The queue is bounded: when it is full the submit fails and the loop
 //! answers 503 (load shedding) instead of letting blocked work pile up.
+//! A job that waited in the queue longer than the queue deadline is not
+//! run at all: its client has waited long enough, and a 503 with
+//! `Retry-After` now beats a late answer (HAProxy's `timeout queue`).
 
 use std::collections::VecDeque;
 use std::io;
@@ -24,12 +27,14 @@ struct Task {
     job: Job,
     token: u64,
     done: Arc<Completions>,
+    queued: Instant,
 }
 
 struct Shared {
     state: Mutex<State>,
     ready: Condvar,
     capacity: usize,
+    max_wait: Duration,
 }
 
 struct State {
@@ -66,8 +71,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Pool {
     /// Start, for each class in [`JobClass`] order, `(threads, capacity)`:
-    /// that many workers sharing a queue of at most that many jobs.
-    pub fn start(classes: [(usize, usize); JobClass::COUNT]) -> io::Result<Pool> {
+    /// that many workers sharing a queue of at most that many jobs. A job
+    /// still queued after `max_wait` is answered 503 instead of run.
+    pub fn start(
+        classes: [(usize, usize); JobClass::COUNT],
+        max_wait: Duration,
+    ) -> io::Result<Pool> {
         let mut queues = Vec::new();
         let mut workers = Vec::new();
         for (class, (threads, capacity)) in classes.into_iter().enumerate() {
@@ -78,6 +87,7 @@ impl Pool {
                 }),
                 ready: Condvar::new(),
                 capacity: capacity.max(1),
+                max_wait,
             });
             for i in 0..threads.max(1) {
                 let shared = shared.clone();
@@ -134,11 +144,20 @@ fn work(shared: &Shared) {
                 st = shared.ready.wait(st).unwrap_or_else(|e| e.into_inner());
             }
         };
-        let Task { job, token, done } = task;
-        // A handler that panics must still complete its connection, or the
-        // connection would wait forever and shutdown would never finish.
-        let finished = catch_unwind(AssertUnwindSafe(|| job.run()))
-            .unwrap_or_else(|_| Finished::error(500, "the handler failed"));
+        let Task {
+            job,
+            token,
+            done,
+            queued,
+        } = task;
+        let finished = if queued.elapsed() > shared.max_wait {
+            job.refuse()
+        } else {
+            // A handler that panics must still complete its connection, or
+            // the connection would wait forever and shutdown would never finish.
+            catch_unwind(AssertUnwindSafe(|| job.run()))
+                .unwrap_or_else(|_| Finished::error(500, "the handler failed"))
+        };
         lock(&done.items).push((token, finished));
         let _ = sys::io::eventfd_signal(done.wake.as_fd());
     }
@@ -182,6 +201,7 @@ impl Handle {
             job,
             token,
             done: self.done.clone(),
+            queued: Instant::now(),
         });
         drop(st);
         queue.ready.notify_one();
@@ -193,17 +213,15 @@ impl Handle {
 mod tests {
     use super::*;
 
+    const LONG: Duration = Duration::from_secs(60);
+
     fn job(n: u16) -> Job {
-        Job::new(move || Finished {
-            status: n,
-            bytes: vec![n as u8],
-            body_bytes: 1,
-        })
+        Job::new(move || Finished::new(n, vec![n as u8], 1))
     }
 
     #[test]
     fn jobs_come_back_to_their_loop() {
-        let pool = Pool::start([(2, 8), (1, 8)]).unwrap();
+        let pool = Pool::start([(2, 8), (1, 8)], LONG).unwrap();
         let (a, b) = (pool.handle().unwrap(), pool.handle().unwrap());
         a.submit(job(200), 1).ok().unwrap();
         b.submit(job(201), 2).ok().unwrap();
@@ -224,7 +242,7 @@ mod tests {
     fn full_queue_refuses() {
         // No worker can pick anything up while they are all blocked.
         let gate = Arc::new((Mutex::new(false), Condvar::new()));
-        let pool = Pool::start([(1, 1), (1, 1)]).unwrap();
+        let pool = Pool::start([(1, 1), (1, 1)], LONG).unwrap();
         let h = pool.handle().unwrap();
         let g = gate.clone();
         h.submit(
@@ -257,7 +275,7 @@ mod tests {
 
     #[test]
     fn panicking_job_still_completes() {
-        let pool = Pool::start([(1, 4), (1, 4)]).unwrap();
+        let pool = Pool::start([(1, 4), (1, 4)], LONG).unwrap();
         let h = pool.handle().unwrap();
         h.submit(Job::new(|| panic!("boom")), 7).ok().unwrap();
         let mut got = Vec::new();
@@ -269,6 +287,34 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].0, 7);
         assert_eq!(got[0].1.status, 500);
+        pool.close(Duration::from_secs(10));
+    }
+
+    #[test]
+    fn job_past_the_queue_deadline_is_refused_not_run() {
+        let ran = Arc::new(AtomicUsize::new(0));
+        let pool = Pool::start([(1, 4), (1, 4)], Duration::ZERO).unwrap();
+        let h = pool.handle().unwrap();
+        let r = ran.clone();
+        h.submit(
+            Job::new(move || {
+                r.fetch_add(1, Ordering::Relaxed);
+                Finished::new(200, Vec::new(), 0)
+            }),
+            3,
+        )
+        .ok()
+        .unwrap();
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while h.in_flight() > 0 && Instant::now() < deadline {
+            h.take(&mut got);
+            std::thread::yield_now();
+        }
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].0, got[0].1.status), (3, 503));
+        assert_eq!(got[0].1.outcome, crate::app::Outcome::Shed);
+        assert_eq!(ran.load(Ordering::Relaxed), 0, "an expired job ran");
         pool.close(Duration::from_secs(10));
     }
 }

@@ -68,6 +68,23 @@ pub fn create_excl_at(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result
     Ok(unsafe { File::from_raw_fd(fd) })
 }
 
+/// A new file in the directory `dir` with no name (`O_TMPFILE`), for
+/// reading and writing: nothing is left on disk however the process ends,
+/// since the file has no link to remove. Fails with `EOPNOTSUPP` on a file
+/// system without `O_TMPFILE` support.
+pub fn anonymous_file(dir: &Path) -> io::Result<File> {
+    let c = cstring(dir.as_os_str().as_bytes())?;
+    // SAFETY: `c` is NUL-terminated and outlives the call; with O_TMPFILE
+    // open reads the mode as its variadic third argument.
+    let fd = syscall!(open(
+        c.as_ptr(),
+        libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC,
+        0o600 as libc::c_uint
+    ))?;
+    // SAFETY: open returned a fresh descriptor that we now own.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
 /// Open (creating if needed) `name` in `dir` for appending: every write
 /// lands at the end of the file even if another process appends too.
 pub fn open_append_at(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<File> {
