@@ -77,6 +77,17 @@ pub struct Options {
     /// one `write` per batch, safe across processes; off by default).
     #[arg(long)]
     pub access_log: Option<PathBuf>,
+    /// Keep small static files in memory, up to this many bytes in all
+    /// (e.g. 64m; 0 = off): a hit is answered with no open, stat or sendfile.
+    #[arg(long, default_value = "0", value_parser = parse_size)]
+    pub file_cache: u64,
+    /// Largest file the cache keeps (e.g. 64k).
+    #[arg(long, default_value = "64k", value_parser = parse_size)]
+    pub file_cache_max_file: u64,
+    /// A cached file is checked against the disk (inode, size, mtime) at
+    /// most this often; a change shows after at most this long.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub file_cache_valid: Duration,
     /// Rotate the access log when it would grow past this many bytes (0 = never).
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     pub access_log_max_bytes: u64,
@@ -131,6 +142,25 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         }
     };
     Duration::try_from_secs_f64(secs).map_err(|_| format!("duration {s:?} is out of range"))
+}
+
+/// Parse a byte size: `65536`, `64k`, `64KiB`, `16m`, `1g` (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: expected e.g. 65536, 64k, 16m, 1g"))?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("invalid size unit in {s:?}: use k, m or g")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("size {s:?} is out of range"))
 }
 
 /// What a master does once: pin CPUs, install signal handling, bind the
@@ -216,6 +246,11 @@ impl Listening {
             root: opts.root.clone(),
             cgi_dir: opts.cgi_dir.clone(),
             cgi_timeout: opts.cgi_timeout,
+            file_cache: crate::app::file_cache::Limits {
+                bytes: usize::try_from(opts.file_cache).unwrap_or(usize::MAX),
+                max_file: opts.file_cache_max_file,
+                valid_ms: opts.file_cache_valid.as_millis() as u64,
+            },
             cgi_output: crate::app::cgi::OutputLimits {
                 memory: opts.cgi_buffer_bytes as usize,
                 max: opts.cgi_max_output_bytes,

@@ -651,6 +651,11 @@ mod tests {
             data_dir: None,
             access_log: None,
             local: "127.0.0.1:80".parse().unwrap(),
+            file_cache: crate::app::file_cache::Limits {
+                bytes: 0,
+                max_file: 0,
+                valid_ms: 0,
+            },
         };
         let stats = Arc::new(Stats::new("test", 1, 1).unwrap());
         World {

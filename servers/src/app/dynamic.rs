@@ -4,13 +4,13 @@
 
 use std::net::SocketAddrV4;
 
-use super::cgi::{self, Body, CgiRequest, CgiResponse};
+use super::cgi::{self, CgiRequest, CgiResponse};
 use super::files::percent_decode;
 use super::session::set_cookie_header;
 use super::uploads::{is_disk_full, Lookup, Upload, Uploads};
 use super::{
     conn_header, protocol, serve_file, simple, App, Finished, Job, JobClass, Meta, OwnedEntry,
-    Reply,
+    Reply, Source,
 };
 use crate::http::parser::{Method, Request};
 use crate::http::response::{write_head, ConnHeader, Outbox};
@@ -210,8 +210,7 @@ impl App {
         match store.open_file(name) {
             Ok((file, size, mtime)) => Reply::Done(serve_file(
                 req,
-                file,
-                size,
+                Source::File { file, size },
                 mtime,
                 "application/octet-stream",
                 conn,
@@ -310,11 +309,11 @@ fn cgi_finished(resp: CgiResponse, conn: ConnHeader, head_only: bool) -> Finishe
         return Finished::new(resp.status, bytes, 0);
     }
     match resp.body {
-        Body::Memory(body) => {
+        cgi::Body::Memory(body) => {
             bytes.extend_from_slice(&body);
             Finished::new(resp.status, bytes, len)
         }
-        Body::File { file, len } => Finished {
+        cgi::Body::File { file, len } => Finished {
             file: Some((file.into(), len)),
             ..Finished::new(resp.status, bytes, len)
         },

@@ -29,6 +29,9 @@ pub enum Resolved {
         mtime: i64,
         /// The Content-Type.
         mime: &'static str,
+        /// Device, inode and nanosecond mtime: what tells a cached copy
+        /// that the file on disk changed even within one second.
+        identity: (u64, u64, i64),
     },
     /// A directory named without its trailing slash: redirect to this path.
     Redirect(String),
@@ -130,17 +133,26 @@ pub fn vhost_name(host: &str) -> Option<String> {
     ok.then(|| name.to_ascii_lowercase())
 }
 
-/// Resolve a request path (still percent-encoded, starting with `/`) to a
-/// file under the directory `root`.
-pub fn resolve(root: BorrowedFd<'_>, path: &str) -> Resolved {
-    let Some(decoded) = percent_decode(path) else {
-        return Resolved::BadPath;
-    };
+/// A request path decoded and checked, before any lookup: what a file
+/// cache may key on (two spellings of one path are one key).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Normal {
+    /// The path relative to the root, segments joined by `/` (`.` for the
+    /// root itself).
+    pub rel: Vec<u8>,
+    /// The request ended in `/`: a directory's index is wanted.
+    pub wants_dir: bool,
+}
+
+/// Decode `path` (still percent-encoded, starting with `/`) and refuse `..`
+/// segments; `None` for a path that is answered 400.
+pub fn normalize(path: &str) -> Option<Normal> {
+    let decoded = percent_decode(path)?;
     let mut rel: Vec<u8> = Vec::with_capacity(decoded.len() + 11);
     for seg in decoded.split(|&c| c == b'/') {
         match seg {
             b"" | b"." => {}
-            b".." => return Resolved::BadPath,
+            b".." => return None,
             seg => {
                 if !rel.is_empty() {
                     rel.push(b'/');
@@ -149,16 +161,34 @@ pub fn resolve(root: BorrowedFd<'_>, path: &str) -> Resolved {
             }
         }
     }
-    let wants_dir = decoded.last() == Some(&b'/');
     if rel.is_empty() {
         rel.push(b'.');
     }
+    Some(Normal {
+        rel,
+        wants_dir: decoded.last() == Some(&b'/'),
+    })
+}
+
+/// Resolve a request path (still percent-encoded, starting with `/`) to a
+/// file under the directory `root`.
+pub fn resolve(root: BorrowedFd<'_>, path: &str) -> Resolved {
+    match normalize(path) {
+        Some(normal) => resolve_normal(root, &normal, path),
+        None => Resolved::BadPath,
+    }
+}
+
+/// [`resolve`] for a path already normalised; `path` is the request's own
+/// spelling, for a redirect's Location.
+pub fn resolve_normal(root: BorrowedFd<'_>, normal: &Normal, path: &str) -> Resolved {
+    let mut rel = normal.rel.clone();
     let (file, meta) = match open_with_meta(root, &rel) {
         Ok(opened) => opened,
         Err(r) => return r,
     };
     if meta.is_dir() {
-        if !wants_dir {
+        if !normal.wants_dir {
             return Resolved::Redirect(format!("{path}/"));
         }
         rel.extend_from_slice(b"/index.html");
@@ -185,6 +215,7 @@ fn regular(file: File, meta: &std::fs::Metadata, rel: &[u8]) -> Resolved {
             size: meta.len(),
             mtime: meta.mtime(),
             mime: mime(&String::from_utf8_lossy(rel)),
+            identity: (meta.dev(), meta.ino(), meta.mtime_nsec()),
             file,
         }
     } else {

@@ -26,6 +26,7 @@ use crate::http::parser::{Header, Method, Request, Version};
 use crate::http::response::{push_u64, write_head, ConnHeader, Outbox};
 use access_log::{AccessLog, Entry};
 use cgi::CgiDir;
+use file_cache::{FileCache, Lookup};
 use files::{Range, Resolved};
 use session::Sessions;
 use stats::Stats;
@@ -34,6 +35,7 @@ use uploads::Uploads;
 pub mod access_log;
 pub mod cgi;
 pub mod dynamic;
+pub mod file_cache;
 pub mod files;
 pub mod session;
 pub mod stats;
@@ -243,6 +245,8 @@ pub struct Settings {
     pub access_log: Option<(std::path::PathBuf, u64, usize)>,
     /// The listening address (CGI's SERVER_NAME/SERVER_PORT).
     pub local: SocketAddrV4,
+    /// Small static files kept in memory (`bytes` 0: off).
+    pub file_cache: file_cache::Limits,
 }
 
 /// The application one server process serves: the descriptors and state
@@ -253,6 +257,7 @@ pub struct App {
     root: File,
     /// `ROOT/<host>/` directories, by normalised host name.
     vhosts: std::collections::HashMap<String, File>,
+    file_cache: Option<FileCache>,
     stats: Arc<Stats>,
     pub(crate) sessions: Sessions,
     /// `Err` holds why CGI is unavailable, for the 503 message.
@@ -315,6 +320,7 @@ impl App {
         };
         Ok(App {
             vhosts,
+            file_cache: FileCache::new(settings.file_cache),
             root: dir,
             stats,
             sessions: Sessions::new(MAX_SESSIONS),
@@ -450,106 +456,157 @@ impl App {
     ) -> u16 {
         let vhost = match req.host {
             Some(h) if !self.vhosts.is_empty() => {
-                files::vhost_name(h).and_then(|name| self.vhosts.get(&name))
+                files::vhost_name(h).and_then(|name| self.vhosts.get_key_value(&name))
             }
             _ => None,
         };
-        let root = vhost.unwrap_or(&self.root);
-        let (file, size, mtime, ctype) = match files::resolve(root.as_fd(), path) {
-            Resolved::File {
-                file,
-                size,
-                mtime,
-                mime,
-            } => (file, size, mtime, mime),
-            Resolved::Redirect(to) => {
-                let mut loc = b"Location: ".to_vec();
-                loc.extend_from_slice(to.as_bytes());
-                return simple(
-                    out,
-                    301,
-                    "text/plain",
-                    b"301 Moved Permanently\n",
-                    conn,
-                    &[&loc],
-                    head_only,
-                );
-            }
-            Resolved::BadPath => {
-                return simple(
-                    out,
-                    400,
-                    "text/plain",
-                    b"400 Bad Request: invalid path\n",
-                    conn,
-                    &[],
-                    head_only,
-                )
-            }
-            Resolved::Forbidden => {
-                return simple(
-                    out,
-                    403,
-                    "text/plain",
-                    b"403 Forbidden\n",
-                    conn,
-                    &[],
-                    head_only,
-                )
-            }
-            Resolved::NotFound => {
-                return simple(
-                    out,
-                    404,
-                    "text/plain",
-                    b"404 Not Found\n",
-                    conn,
-                    &[],
-                    head_only,
-                )
-            }
-            // The connection stays open: it needs no new descriptor to
-            // retry, which a new connection would.
-            Resolved::Unavailable => {
-                return simple(
-                    out,
-                    503,
-                    "text/plain",
-                    b"503 Service Unavailable: out of descriptors or memory, retry shortly\n",
-                    conn,
-                    &[b"Retry-After: 1"],
-                    head_only,
-                )
-            }
-            Resolved::Failed => {
-                return simple(
-                    out,
-                    500,
-                    "text/plain",
-                    b"500 Internal Server Error\n",
-                    conn,
-                    &[],
-                    head_only,
-                )
-            }
+        let (host, root) = vhost.map_or(("", &self.root), |(n, f)| (n.as_str(), f));
+        let Some(cache) = &self.file_cache else {
+            let resolved = files::resolve(root.as_fd(), path);
+            return answer_resolved(req, resolved, conn, head_only, out);
         };
-        serve_file(req, file, size, mtime, ctype, conn, head_only, out)
+        let Some(normal) = files::normalize(path) else {
+            return answer_resolved(req, Resolved::BadPath, conn, head_only, out);
+        };
+        let key = file_cache::Key {
+            host: host.to_owned(),
+            path: normal,
+        };
+        let now = crate::sys::time::monotonic_ms_coarse();
+        let resolved = match cache.lookup(&key, now) {
+            Lookup::Fresh(hit) => return serve_cached(req, &hit, conn, head_only, out),
+            Lookup::Check(entry) => {
+                let resolved = files::resolve_normal(root.as_fd(), &key.path, path);
+                if let Resolved::File {
+                    size,
+                    mtime,
+                    identity,
+                    ..
+                } = resolved
+                {
+                    if entry.same_as(size, mtime, identity) {
+                        return serve_cached(req, &entry, conn, head_only, out);
+                    }
+                }
+                cache.remove(&key, &entry);
+                resolved
+            }
+            Lookup::Miss => files::resolve_normal(root.as_fd(), &key.path, path),
+        };
+        if let Resolved::File {
+            file,
+            size,
+            mtime,
+            mime,
+            identity,
+        } = &resolved
+        {
+            if let Some(entry) = cache.insert(key, file, (*size, *mtime, mime, *identity), now) {
+                return serve_cached(req, &entry, conn, head_only, out);
+            }
+        }
+        answer_resolved(req, resolved, conn, head_only, out)
+    }
+}
+
+/// A file from the cache: the same response as from disk, the body copied
+/// after the head.
+fn serve_cached(
+    req: &Request<'_>,
+    hit: &file_cache::Cached,
+    conn: ConnHeader,
+    head_only: bool,
+    out: &mut Outbox,
+) -> u16 {
+    let body = Source::Memory(&hit.body);
+    serve_file(req, body, hit.mtime, hit.mime, conn, head_only, out)
+}
+
+/// The response for what a path resolved to.
+fn answer_resolved(
+    req: &Request<'_>,
+    resolved: Resolved,
+    conn: ConnHeader,
+    head_only: bool,
+    out: &mut Outbox,
+) -> u16 {
+    let (status, text, extra): (u16, &[u8], Vec<u8>) = match resolved {
+        Resolved::File {
+            file,
+            size,
+            mtime,
+            mime,
+            ..
+        } => {
+            let body = Source::File { file, size };
+            return serve_file(req, body, mtime, mime, conn, head_only, out);
+        }
+        Resolved::Redirect(to) => {
+            let mut loc = b"Location: ".to_vec();
+            loc.extend_from_slice(to.as_bytes());
+            (301, b"301 Moved Permanently\n", loc)
+        }
+        Resolved::BadPath => (400, b"400 Bad Request: invalid path\n", Vec::new()),
+        Resolved::Forbidden => (403, b"403 Forbidden\n", Vec::new()),
+        Resolved::NotFound => (404, b"404 Not Found\n", Vec::new()),
+        // The connection stays open: it needs no new descriptor to
+        // retry, which a new connection would.
+        Resolved::Unavailable => (
+            503,
+            b"503 Service Unavailable: out of descriptors or memory, retry shortly\n",
+            b"Retry-After: 1".to_vec(),
+        ),
+        Resolved::Failed => (500, b"500 Internal Server Error\n", Vec::new()),
+    };
+    let extra: &[&[u8]] = if extra.is_empty() { &[] } else { &[&extra] };
+    simple(out, status, "text/plain", text, conn, extra, head_only)
+}
+
+/// Where a static response's body comes from.
+pub(crate) enum Source<'a> {
+    /// An open file, sent with `sendfile`.
+    File {
+        /// The file.
+        file: File,
+        /// Its size.
+        size: u64,
+    },
+    /// A cached copy, appended to the head.
+    Memory(&'a [u8]),
+}
+
+impl Source<'_> {
+    fn size(&self) -> u64 {
+        match self {
+            Source::File { size, .. } => *size,
+            Source::Memory(b) => b.len() as u64,
+        }
+    }
+
+    /// Queue `len` bytes from `start`.
+    fn queue(self, out: &mut Outbox, start: u64, len: u64) {
+        match self {
+            Source::File { file, .. } => out.push_file(file.into(), start, len),
+            Source::Memory(b) => {
+                out.bytes()
+                    .extend_from_slice(&b[start as usize..(start + len) as usize]);
+            }
+        }
     }
 }
 
 /// Answer with a file (or a range of it) sent by `sendfile`, honouring
 /// Range and the conditional headers (see [`preconditions`]).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn serve_file(
     req: &Request<'_>,
-    file: File,
-    size: u64,
+    body: Source<'_>,
     mtime: i64,
     ctype: &str,
     conn: ConnHeader,
     head_only: bool,
     out: &mut Outbox,
 ) -> u16 {
+    let size = body.size();
     let mut last_modified = *b"Last-Modified: Thu, 01 Jan 1970 00:00:00 GMT";
     last_modified[15..].copy_from_slice(&date::format(mtime));
     let now = crate::sys::time::unix_seconds_coarse();
@@ -590,7 +647,7 @@ pub(crate) fn serve_file(
                 &[&last_modified, b"Accept-Ranges: bytes"],
             );
             if !head_only {
-                out.push_file(file.into(), 0, size);
+                body.queue(out, 0, size);
             }
             200
         }
@@ -611,7 +668,7 @@ pub(crate) fn serve_file(
                 &[&last_modified, b"Accept-Ranges: bytes", &cr],
             );
             if !head_only {
-                out.push_file(file.into(), start, len);
+                body.queue(out, start, len);
             }
             206
         }
