@@ -281,39 +281,44 @@ fn nginx_template_passes_nginx_t() {
     };
     let root = tempfile::tempdir().unwrap();
     let as_root = harness::rig::process::is_root();
-    let settings = nginx::Settings {
-        port: support::dead_port(),
-        root: root.path(),
-        workers: 2,
-        cpus: &[0],
-        min_connections: 1200 + 256,
-        max_nofile: (!as_root)
-            .then(|| harness::rig::process::raise_nofile_limit().map_or(1024, |(_, hard)| hard)),
-        as_root,
-    };
-    let prefix = nginx::Prefix::create(nginx::TEMPLATE, &settings).unwrap();
-    let out = Command::new(&bin)
-        .arg("-t")
-        .arg("-p")
-        .arg(prefix.path())
-        .arg("-c")
-        .arg(&prefix.conf)
-        .arg("-e")
-        .arg(&prefix.error_log)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && text.contains("test is successful"),
-        "nginx -t failed ({}):\n{text}\n--- config ---\n{}",
-        out.status,
-        fs::read_to_string(&prefix.conf).unwrap()
-    );
-    assert!(
-        !text.contains("[warn]") && !text.contains("[alert]"),
-        "{text}"
-    );
+    // As the template stands, and with open_file_cache on (static-1k-cached).
+    for open_file_cache in [false, true] {
+        let settings = nginx::Settings {
+            port: support::dead_port(),
+            root: root.path(),
+            workers: 2,
+            cpus: &[0],
+            min_connections: 1200 + 256,
+            max_nofile: (!as_root).then(|| {
+                harness::rig::process::raise_nofile_limit().map_or(1024, |(_, hard)| hard)
+            }),
+            as_root,
+            open_file_cache,
+        };
+        let prefix = nginx::Prefix::create(nginx::TEMPLATE, &settings).unwrap();
+        let out = Command::new(&bin)
+            .arg("-t")
+            .arg("-p")
+            .arg(prefix.path())
+            .arg("-c")
+            .arg(&prefix.conf)
+            .arg("-e")
+            .arg(&prefix.error_log)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("test is successful"),
+            "nginx -t failed ({}):\n{text}\n--- config ---\n{}",
+            out.status,
+            fs::read_to_string(&prefix.conf).unwrap()
+        );
+        assert!(
+            !text.contains("[warn]") && !text.contains("[alert]"),
+            "{text}"
+        );
+    }
 }
 
 #[test]

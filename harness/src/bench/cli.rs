@@ -119,7 +119,9 @@ pub struct BenchArgs {
     #[arg(long, value_name = "D", value_parser = parse_duration)]
     pub warmup: Option<Duration>,
     /// Workload (repeatable or comma-separated): plaintext, json, static-1k,
-    /// static-1m (sendfile), pipelined (plaintext, 16 deep) [default: plaintext]
+    /// static-1k-cached (the same file with the variants' --file-cache 64m and
+    /// nginx's open_file_cache on), static-1m (sendfile), pipelined
+    /// (plaintext, 16 deep) [default: plaintext]
     #[arg(long = "workload", value_name = "W", value_enum, value_delimiter = ',')]
     pub workloads: Vec<Workload>,
     /// Load generator: the project's loadgen, or wrk (its output parsed)

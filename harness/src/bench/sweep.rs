@@ -216,6 +216,7 @@ impl Sweep<'_> {
             docroot: self.ground.docroot.path(),
             nginx_bin: self.nginx_bin.clone(),
             nofile_hard: self.ground.nofile_hard,
+            file_cache: workload.file_cache(),
         };
         // nginx's prefix must outlive the server.
         let (mut server, _prefix) = match launcher.start(name, &self.scratch, &tag) {
@@ -475,8 +476,7 @@ impl Sweep<'_> {
             ("keep-alive".into(), catalog::keep_alive_summary()),
             (
                 "open-file caching".into(),
-                "none: variants open each file per request (openat2); nginx open_file_cache off"
-                    .into(),
+                crate::rig::workload::file_cache_note(&p.workloads),
             ),
             (
                 "CPU accounting".into(),

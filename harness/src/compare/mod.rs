@@ -137,6 +137,7 @@ fn launcher<'a>(
         docroot: ground.docroot.path(),
         nginx_bin,
         nofile_hard: ground.nofile_hard,
+        file_cache: plan.workload.file_cache(),
     }
 }
 

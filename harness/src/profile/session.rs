@@ -133,6 +133,7 @@ pub fn run(plan: &ProfilePlan, perf: &Perf) -> Result<Outcome, String> {
             docroot: ground.docroot.path(),
             nginx_bin,
             nofile_hard: ground.nofile_hard,
+            file_cache: plan.workload.file_cache(),
         },
         scratch: ground.scratch().to_path_buf(),
         client,

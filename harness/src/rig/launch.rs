@@ -16,7 +16,7 @@ use super::cpus::Placement;
 use super::nginx;
 use super::process;
 use super::server::{http_get, Server, ServerCmd, StartError};
-use super::workload::Workload;
+use super::workload::{Workload, VARIANT_FILE_CACHE};
 
 /// Starts servers where a placement says.
 pub struct Launcher<'a> {
@@ -33,6 +33,9 @@ pub struct Launcher<'a> {
     pub nginx_bin: Option<PathBuf>,
     /// The hard open-files limit (nginx's worker_rlimit_nofile when unprivileged).
     pub nofile_hard: u64,
+    /// File caches on: the variants get [`VARIANT_FILE_CACHE`], nginx
+    /// `open_file_cache` (the `static-1k-cached` workload).
+    pub file_cache: bool,
 }
 
 /// Why a server did not start.
@@ -94,6 +97,7 @@ impl Launcher<'_> {
                 min_connections: u64::from(self.max_conns.max(1)) + 256,
                 max_nofile: (!process::is_root()).then_some(self.nofile_hard),
                 as_root: process::is_root(),
+                open_file_cache: self.file_cache,
             };
             let prefix = nginx::Prefix::create(nginx::TEMPLATE, &settings)
                 .map_err(|e| format!("rendering the nginx config: {e}"))?;
@@ -130,6 +134,9 @@ impl Launcher<'_> {
             "--cpus".into(),
             format::cpus(&placement.server_cpus).into(),
         ];
+        if self.file_cache {
+            args.extend(VARIANT_FILE_CACHE.map(OsString::from));
+        }
         let threads = placement.server_threads(name);
         args.extend(
             catalog::startup_flags(variant, threads)

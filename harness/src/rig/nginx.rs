@@ -76,7 +76,15 @@ pub struct Settings<'a> {
     pub max_nofile: Option<u64>,
     /// Adds `user root;` (workers would otherwise drop to nobody).
     pub as_root: bool,
+    /// Turns `open_file_cache` on ([`OPEN_FILE_CACHE`]) in place of the
+    /// template's `open_file_cache off;`.
+    pub open_file_cache: bool,
 }
+
+/// nginx's file cache when a workload asks for caching: descriptors and
+/// metadata kept, checked once a second as the variants' `--file-cache-valid`.
+pub const OPEN_FILE_CACHE: &str =
+    "open_file_cache max=1000 inactive=60s; open_file_cache_valid 1s;";
 
 /// Render `template` for a prefix directory. Errors name an unsubstituted
 /// placeholder.
@@ -123,6 +131,9 @@ pub fn render(template: &str, prefix: &Path, s: &Settings) -> Result<String, Str
                     "{indent}worker_cpu_affinity {};",
                     affinity_masks(s.workers, s.cpus)
                 ));
+            }
+            (Some("open_file_cache"), _) if s.open_file_cache => {
+                out.push_str(&format!("{indent}{OPEN_FILE_CACHE}"));
             }
             _ => out.push_str(line),
         }
@@ -261,7 +272,18 @@ mod tests {
             min_connections: 1300,
             max_nofile: Some(20000),
             as_root: true,
+            open_file_cache: false,
         }
+    }
+
+    #[test]
+    fn open_file_cache_on_when_asked() {
+        let root = Path::new("/tmp/www");
+        let mut s = settings(root);
+        s.open_file_cache = true;
+        let text = render(TEMPLATE, Path::new("/tmp/prefix"), &s).unwrap();
+        assert!(text.contains(OPEN_FILE_CACHE), "{text}");
+        assert!(!text.contains("open_file_cache off;"), "{text}");
     }
 
     #[test]

@@ -21,6 +21,10 @@ pub enum Workload {
     /// GET a 1 KiB static file.
     #[value(name = "static-1k")]
     Static1k,
+    /// GET the 1 KiB static file with file caches on: the variants with
+    /// `--file-cache`, nginx with `open_file_cache` (see [`Workload::file_cache`]).
+    #[value(name = "static-1k-cached")]
+    Static1kCached,
     /// GET a 1 MiB static file (served with sendfile).
     #[value(name = "static-1m")]
     Static1m,
@@ -30,10 +34,11 @@ pub enum Workload {
 
 impl Workload {
     /// Every workload, in the order `--help` lists them.
-    pub const ALL: [Workload; 5] = [
+    pub const ALL: [Workload; 6] = [
         Workload::Plaintext,
         Workload::Json,
         Workload::Static1k,
+        Workload::Static1kCached,
         Workload::Static1m,
         Workload::Pipelined,
     ];
@@ -44,6 +49,7 @@ impl Workload {
             Workload::Plaintext => "plaintext",
             Workload::Json => "json",
             Workload::Static1k => "static-1k",
+            Workload::Static1kCached => "static-1k-cached",
             Workload::Static1m => "static-1m",
             Workload::Pipelined => "pipelined",
         }
@@ -54,7 +60,7 @@ impl Workload {
         match self {
             Workload::Plaintext | Workload::Pipelined => "/plaintext",
             Workload::Json => "/json",
-            Workload::Static1k => "/static-1k.bin",
+            Workload::Static1k | Workload::Static1kCached => "/static-1k.bin",
             Workload::Static1m => "/static-1m.bin",
         }
     }
@@ -73,9 +79,34 @@ impl Workload {
         match self {
             Workload::Plaintext | Workload::Pipelined => "Hello, World!".len(),
             Workload::Json => r#"{"message":"Hello, World!"}"#.len(),
-            Workload::Static1k => 1024,
+            Workload::Static1k | Workload::Static1kCached => 1024,
             Workload::Static1m => 1024 * 1024,
         }
+    }
+}
+
+impl Workload {
+    /// Whether servers run with their file caches on for this workload.
+    pub fn file_cache(self) -> bool {
+        self == Workload::Static1kCached
+    }
+}
+
+/// The variants' flags when a workload caches files.
+pub const VARIANT_FILE_CACHE: [&str; 2] = ["--file-cache", "64m"];
+
+/// What the reports say about file caching.
+pub fn file_cache_note(workloads: &[Workload]) -> String {
+    let none = "none: variants open each file per request (openat2); nginx open_file_cache off";
+    if workloads.iter().any(|w| w.file_cache()) {
+        format!(
+            "static-1k-cached: variants {} (files in memory), nginx {} (descriptors and \
+             metadata cached); other workloads {none}",
+            VARIANT_FILE_CACHE.join(" "),
+            crate::rig::nginx::OPEN_FILE_CACHE.trim_end_matches(';')
+        )
+    } else {
+        none.to_string()
     }
 }
 

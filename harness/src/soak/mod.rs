@@ -227,6 +227,7 @@ fn start_server(plan: &SoakPlan, ground: &Ground, data_dir: &Path) -> Result<Ser
         docroot: ground.docroot.path(),
         nginx_bin: None,
         nofile_hard: ground.nofile_hard,
+        file_cache: false,
     };
     let (mut cmd, _) = launcher.command(&plan.variant).map_err(failed)?;
     cmd.args.extend([

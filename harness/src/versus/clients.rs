@@ -142,6 +142,7 @@ pub fn run(args: &VsWrkArgs, own_dir: &Path) -> Result<u8, String> {
         docroot: ground.docroot.path(),
         nginx_bin: Some(nginx_bin),
         nofile_hard: ground.nofile_hard,
+        file_cache: false,
     };
     let load_before = loadavg();
     eprintln!("loadgen-vs-wrk: load average before the benchmark: {load_before} (1, 5, 15 min)");

@@ -128,6 +128,7 @@ pub fn run(args: &VsNginxArgs, own_dir: &Path) -> Result<u8, String> {
         docroot: ground.docroot.path(),
         nginx_bin: Some(nginx_bin),
         nofile_hard: ground.nofile_hard,
+        file_cache: false,
     };
     let mut rows = Vec::new();
     let mut notes = Vec::new();
