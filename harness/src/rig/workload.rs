@@ -22,7 +22,7 @@ pub enum Workload {
     #[value(name = "static-1k")]
     Static1k,
     /// GET the 1 KiB static file with file caches on: the variants with
-    /// `--file-cache`, nginx with `open_file_cache` (see [`Workload::file_cache`]).
+    /// `--file-cache 64m`, nginx with `open_file_cache`.
     #[value(name = "static-1k-cached")]
     Static1kCached,
     /// GET a 1 MiB static file (served with sendfile).
