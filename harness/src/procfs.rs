@@ -214,6 +214,25 @@ mod tests {
         assert!(after.peak_rss_kib > 0);
     }
 
+    /// A process model's child that exits (and is reaped) between two
+    /// samples still counts: its time moves into the parent's `cutime`.
+    #[test]
+    fn an_exited_child_is_counted() {
+        let me = std::process::id();
+        let before = sample_tree(me).unwrap();
+        let status = std::process::Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let d = sample_tree(me).unwrap().since(&before);
+        let child = reaped_children_cpu_s();
+        assert!(
+            d.user_s + d.system_s > 0.0 && child > 0.0,
+            "the exited child's CPU time is missing: {d:?}"
+        );
+    }
+
     #[test]
     fn children_are_included() {
         let mut child = std::process::Command::new("sleep")

@@ -76,6 +76,21 @@ pub enum Limit {
     /// Blocking handlers (`/sleep`, CGI) run on the only thread and freeze
     /// every other client meanwhile.
     HandlersBlockTheLoop,
+    /// Sessions live in the memory of one process (see the README), and
+    /// successive connections of one client may be served by different
+    /// processes: a visit counted in one is unknown to the next.
+    SessionsPerProcess,
+}
+
+/// Which processes serve a variant's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Processes {
+    /// The process that accepts them (on its threads).
+    One,
+    /// A child forked for each connection, which exits when it ends.
+    PerConnection,
+    /// Long-lived worker processes a master hands connections to.
+    Workers,
 }
 
 /// One concurrency model.
@@ -91,6 +106,9 @@ pub struct Variant {
     pub threads: Threads,
     /// What happens to a connection after a response.
     pub keep_alive: KeepAlive,
+    /// Where connections are served: per-process checks (descriptors,
+    /// resource limits) look at the processes this names.
+    pub processes: Processes,
     /// What the model cannot hold (the suites skip those cases, by name).
     pub limits: &'static [Limit],
     /// Flags the variant takes beyond the shared option set, for `--help` checks.
@@ -120,9 +138,21 @@ pub const VARIANTS: &[Variant] = &[
         policy: "one request per connection (`Connection: close`); a slow client holds up everyone until it finishes, gets 408 after `--header-timeout`, or (reading nothing) is cut off after `--send-timeout`; others wait in the kernel backlog",
         threads: Threads::One,
         keep_alive: KeepAlive::Never,
+        processes: Processes::One,
         limits: &[Limit::NoKeepAlive, Limit::OneClientAtATime, Limit::HandlersBlockTheLoop],
         extra_flags: &[],
         colour: (31, 119, 180),
+    },
+    Variant {
+        name: "fork",
+        model: "the parent accepts; a child forked per connection serves it (blocking driver) and exits; children reaped through a SIGCHLD signalfd",
+        policy: "as `threadpool`, per child: keep-alive until the client closes, `--keepalive-requests`, or `--keepalive-timeout`; at most `--max-children` children (default 256), and clients beyond that wait in the kernel backlog until one exits (as Apache's prefork at `MaxRequestWorkers`); a failed `fork` answers `503` + `Retry-After: 1`",
+        threads: Threads::One,
+        keep_alive: KeepAlive::Capped,
+        processes: Processes::PerConnection,
+        limits: &[Limit::SessionsPerProcess],
+        extra_flags: &["--max-children"],
+        colour: (140, 86, 75),
     },
     Variant {
         name: "threadpool",
@@ -130,9 +160,21 @@ pub const VARIANTS: &[Variant] = &[
         policy: "a worker owns a connection, keep-alive included, until the client closes, `--keepalive-requests` is reached, or it idles past `--keepalive-timeout` (a client that stops reading is cut off after `--send-timeout`); more clients than workers wait in the queue (`--queue`), and when it is full new clients get `503` + `Retry-After: 1`",
         threads: Threads::PerCpu(4),
         keep_alive: KeepAlive::Capped,
+        processes: Processes::One,
         limits: &[],
         extra_flags: &["--queue"],
         colour: (255, 127, 14),
+    },
+    Variant {
+        name: "prefork",
+        model: "a master accepts and passes each descriptor over a socketpair (`SCM_RIGHTS`) to the least-loaded of `--workers` processes (default one per CPU), each serving with a pool of blocking threads (`--threads` in all, default 4 per CPU)",
+        policy: "as `threadpool`, per worker thread; a connection goes to the least-loaded worker with a free thread, and when every thread is busy the master stops accepting until one is free (backpressure: clients wait in the kernel backlog, nobody gets a 503). A dead worker is respawned at once; SIGHUP starts new workers and lets the old ones finish their connections",
+        threads: Threads::PerCpu(4),
+        keep_alive: KeepAlive::Capped,
+        processes: Processes::Workers,
+        limits: &[Limit::SessionsPerProcess],
+        extra_flags: &["--workers"],
+        colour: (227, 119, 194),
     },
     Variant {
         name: "epoll",
@@ -140,6 +182,7 @@ pub const VARIANTS: &[Variant] = &[
         policy: "keep-alive up to `--keepalive-requests`; any number of idle or slow clients (they cost memory, not a thread). Its honest limit: one core, and a handler that blocks freezes everyone",
         threads: Threads::One,
         keep_alive: KeepAlive::Unbounded,
+        processes: Processes::One,
         limits: &[Limit::HandlersBlockTheLoop],
         extra_flags: &[],
         colour: (44, 160, 44),
@@ -150,6 +193,7 @@ pub const VARIANTS: &[Variant] = &[
         policy: "as `epoll`, per loop; blocking handlers (`/sleep`, CGI, upload fsyncs) go to `--workers` threads through a bounded queue (`--work-queue`, full → `503`) and come back to their loop through an eventfd",
         threads: Threads::PerCpu(1),
         keep_alive: KeepAlive::Unbounded,
+        processes: Processes::One,
         limits: &[],
         extra_flags: &["--workers", "--storage-workers", "--work-queue"],
         colour: (214, 39, 40),

@@ -285,7 +285,7 @@ fn conformance(v: &'static Variant) {
 }
 
 per_variant_tests! {
-    variants: [blocking, threadpool, epoll, epoll_threads],
+    variants: [blocking, fork, threadpool, prefork, epoll, epoll_threads],
     tests: [
         conformance,
         body_limit_413,
@@ -1627,11 +1627,16 @@ fn held_up_by_stalled_clients(v: &'static Variant) {
             ),
         );
     }
-    // blocking: Threads::One, so 1; threadpool: the 2 workers of --threads 2.
+    // blocking: Threads::One, so 1; threadpool: the 2 workers of --threads 2;
+    // fork: the 2 children of --max-children 2 (the others wait in the backlog).
+    if v.extra_flags.contains(&"--max-children") {
+        let extra = ["--max-children".to_string(), HELD_UP_THREADS.to_string()];
+        return held_up_by_stalled(v.name, HELD_UP_THREADS, HELD_UP_THREADS as usize, &extra);
+    }
     let stalled_n = v
         .threads
         .resolve(Some(HELD_UP_THREADS as usize), HELD_UP_THREADS as usize);
-    held_up_by_stalled(v.name, HELD_UP_THREADS, stalled_n);
+    held_up_by_stalled(v.name, HELD_UP_THREADS, stalled_n, &[]);
 }
 
 /// Open `stalled` connections that each send a partial head, then one that
@@ -1639,11 +1644,12 @@ fn held_up_by_stalled_clients(v: &'static Variant) {
 /// request is answered only once at least one stalled client has received
 /// its 408 (on loopback the 408 bytes are queued at the client before the
 /// server could even read the waiting request, so this needs no timing).
-fn held_up_by_stalled(variant: &'static str, threads: u32, stalled_n: usize) {
+fn held_up_by_stalled(variant: &'static str, threads: u32, stalled_n: usize, extra: &[String]) {
     let root = DocRoot::build();
     let opts = ServerOpts {
         threads,
         header_timeout: "2s".into(),
+        extra: extra.to_vec(),
         ..ServerOpts::default()
     };
     let mut server = Server::start(variant, &root.root, &opts);

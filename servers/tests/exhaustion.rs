@@ -6,7 +6,11 @@
 //! more clients than descriptors. `blocking` holds one connection at a time,
 //! so clients can never fill its table; its limit is lowered on the running
 //! process instead (`prlimit`), to exactly the descriptors it holds, and
-//! raised again for the recovery.
+//! raised again for the recovery. The process models (`fork`, `prefork`)
+//! hold each connection in another process than the one that accepts, whose
+//! tables clients never fill (waiting clients sit in the backlog or in a
+//! worker's socket, not in a table): every process of theirs is squeezed the
+//! same way.
 //!
 //! What is checked, per variant: (a) on a connection the server already
 //! holds, `GET` of an existing static file is 503 with `Retry-After`; (b)
@@ -26,7 +30,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 per_variant_tests! {
-    variants: [blocking, threadpool, epoll, epoll_threads],
+    variants: [blocking, fork, threadpool, prefork, epoll, epoll_threads],
     tests: [descriptor_exhaustion],
 }
 
@@ -58,7 +62,9 @@ fn descriptor_exhaustion(v: &'static Variant) {
         keepalive_timeout: "30s".into(),
         ..ServerOpts::default()
     };
-    if v.cannot(Limit::OneClientAtATime) {
+    if v.processes != Processes::One {
+        squeezed_processes(v, root.path(), &opts);
+    } else if v.cannot(Limit::OneClientAtATime) {
         squeezed(v, root.path(), &opts);
     } else {
         filled(v, root.path(), &opts);
@@ -137,6 +143,53 @@ fn squeezed(v: &Variant, root: &Path, opts: &ServerOpts) {
 
     drop(extra);
     set_nofile(server.pid, roomy);
+    recovers(&mut server);
+    server.stop_with(libc::SIGTERM);
+}
+
+/// A process model: every process of the server (the one serving the held
+/// connection included) squeezed to the descriptors it holds.
+fn squeezed_processes(v: &Variant, root: &Path, opts: &ServerOpts) {
+    let mut server = Server::start(v.name, root, opts);
+    let mut held = server.conn();
+    held.get("/plaintext")
+        .expect_status(200, "before the squeeze")
+        .expect_not_close("the held connection stays open");
+    let roomy = nofile_of(server.pid);
+    let procs = server_processes(server.pid);
+    assert!(
+        procs.len() > 1,
+        "[{}] a process model with one process: {procs:?}",
+        v.name
+    );
+    for &pid in &procs {
+        squeeze_pid(pid);
+    }
+    // (a) The serving process opens the file: that fails.
+    held.get(FILE)
+        .expect_status(503, "an existing file with the descriptor table full")
+        .expect_header("Retry-After", "1", "503 for a descriptor shortage");
+    held.get("/plaintext")
+        .expect_status(200, "the connection survives its 503");
+    drop(held);
+    // New clients: the accepting process cannot take them.
+    let extra: Vec<TcpStream> = (0..8)
+        .map(|i| {
+            TcpStream::connect_timeout(&server.addr, IO_TIMEOUT)
+                .unwrap_or_else(|e| panic!("[{}] client {i}: connect: {e}", v.name))
+        })
+        .collect();
+    wait_for_pause(&server);
+    table_stays_quiet(&server);
+    drop(extra);
+    // The serving processes first, so the accepting one hands nothing to a
+    // process that cannot take it.
+    for &pid in procs.iter().rev() {
+        // A per-connection child has exited with its connection.
+        if proc_stat(pid).is_some_and(|p| p.state != 'Z') {
+            set_nofile(pid, roomy);
+        }
+    }
     recovers(&mut server);
     server.stop_with(libc::SIGTERM);
 }
@@ -227,14 +280,18 @@ fn fresh_get(server: &Server, timeout: Duration) -> Result<u16, String> {
 /// Lower `pid`'s soft RLIMIT_NOFILE to its lowest free descriptor number:
 /// every descriptor it may still get is taken, so the next one fails.
 fn squeeze(server: &Server) {
-    let used: std::collections::HashSet<u64> =
-        std::fs::read_dir(format!("/proc/{}/fd", server.pid))
-            .expect("read /proc/PID/fd")
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .collect();
+    squeeze_pid(server.pid);
+}
+
+/// [`squeeze`] for any process.
+fn squeeze_pid(pid: u32) {
+    let used: std::collections::HashSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read /proc/PID/fd")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
     let lowest_free = (0..).find(|n| !used.contains(n)).expect("a free number");
-    set_nofile(server.pid, lowest_free);
+    set_nofile(pid, lowest_free);
 }
 
 /// Soft RLIMIT_NOFILE of another process.

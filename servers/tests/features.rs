@@ -42,7 +42,7 @@
 //!    `--queue` among its `extra_flags` (threadpool), `--threads 1 --queue
 //!    1` sheds with 503 + Retry-After; with `--workers`/`--work-queue`
 //!    (epoll-threads), `--workers 1 --work-queue 1` does, both counted in
-//!    /stats `shed`; with `--workers` (a handler pool), `--threads 1` serves
+//!    /stats `shed`; with `--work-queue` (a handler pool), `--threads 1` serves
 //!    `/plaintext` while a `/sleep` is in flight on the same loop; with
 //!    [`Limit::HandlersBlockTheLoop`] (epoll, blocking) it does not — the
 //!    honest limit of those models. Both are checked
@@ -502,10 +502,10 @@ fn own_server_cases(v: &Variant) -> (Vec<(&'static str, OwnCase)>, Vec<(&'static
         "no --work-queue among its extra_flags (a queue in front of a handler pool)".into(),
     );
     when(
-        has_flag("--workers"),
+        has_flag("--work-queue"),
         "one_loop_serves_plaintext_while_sleep_in_flight",
         one_loop_not_blocked_by_sleep,
-        "no --workers among its extra_flags (a pool that takes blocking handlers off the loop)"
+        "no --work-queue among its extra_flags (a pool that takes blocking handlers off the loop)"
             .into(),
     );
     // The honest limit, shown where the catalog declares it.
@@ -560,7 +560,7 @@ fn features(v: &'static Variant) {
         }
     }
     if !broken && server.is_alive() {
-        let kids = children_of(server.pid);
+        let kids = children_of_server(server.pid);
         if kids.is_empty() {
             passed.push("no_child_process_left_after_the_cgi_cases".into());
         } else {
@@ -619,7 +619,7 @@ fn features(v: &'static Variant) {
 }
 
 per_variant_tests! {
-    variants: [blocking, threadpool, epoll, epoll_threads],
+    variants: [blocking, fork, threadpool, prefork, epoll, epoll_threads],
     tests: [features],
 }
 
@@ -985,11 +985,12 @@ fn cgi_leftovers(server_pid: u32, pids: &[u32]) -> Vec<String> {
         }
     }
     let script = pids[0];
+    let servers = server_processes(server_pid);
     for p in all_processes() {
-        if p.pgrp == script && (p.state != 'Z' || p.ppid == server_pid) {
+        if p.pgrp == script && (p.state != 'Z' || servers.contains(&p.ppid)) {
             out.push(format!("process in the script's group {script}: {p:?}"));
         }
-        if p.ppid == server_pid {
+        if servers.contains(&p.ppid) && !servers.contains(&p.pid) {
             out.push(format!("child of the server: {p:?}"));
         }
     }
@@ -1659,7 +1660,14 @@ fn check_set_cookie(r: &Response, what: &str) -> String {
 }
 
 fn session_counted(ctx: &Ctx) {
-    let r = ctx.get("/session");
+    // Sessions live in one process (Limit::SessionsPerProcess): the visits
+    // then go over one keep-alive connection, which one process serves.
+    let mut held = ctx.v.cannot(Limit::SessionsPerProcess).then(|| ctx.conn());
+    let mut visit = |raw: &[u8]| match held.as_mut() {
+        Some(c) => c.roundtrip(raw, false),
+        None => ctx.fetch(raw, false),
+    };
+    let r = visit(&get_req("/session"));
     let (id, visits) = session_of(&r, "GET /session (no cookie)");
     assert_eq!(
         visits,
@@ -1674,7 +1682,7 @@ fn session_counted(ctx: &Ctx) {
     );
 
     let cookie = format!("sid={id}");
-    let r = ctx.fetch(&req("GET", "/session", &[("Cookie", &cookie)]), false);
+    let r = visit(&req("GET", "/session", &[("Cookie", &cookie)]));
     let (id2, v2) = session_of(&r, "GET /session with the cookie back");
     assert_eq!(
         (id2.as_str(), v2),
@@ -1685,7 +1693,7 @@ fn session_counted(ctx: &Ctx) {
 
     // Among other cookies (as browsers send them).
     let cookies = format!("theme=dark; sid={id}; lang=en");
-    let r = ctx.fetch(&req("GET", "/session", &[("Cookie", &cookies)]), false);
+    let r = visit(&req("GET", "/session", &[("Cookie", &cookies)]));
     let (id3, v3) = session_of(
         &r,
         "GET /session with `Cookie: theme=dark; sid=ID; lang=en`",
@@ -1706,6 +1714,14 @@ fn session_counted(ctx: &Ctx) {
 /// 10 clients x 5 visits with the same cookie, concurrently: every visit
 /// counted once.
 fn session_concurrent(ctx: &Ctx) {
+    if ctx.v.cannot(Limit::SessionsPerProcess) {
+        skip(
+            ctx.v,
+            "session_50_concurrent_visits_counted_exactly",
+            "Limit::SessionsPerProcess (concurrent connections are served by different processes)",
+        );
+        return;
+    }
     let (id, _) = session_of(&ctx.get("/session"), "GET /session (no cookie)");
     let addr = ctx.addr;
     let handles: Vec<_> = (0..10)
@@ -2376,7 +2392,8 @@ fn sigterm_during_cgi(variant: &'static str) {
             assert!(running, "the CGI script `slow` did not start within 5 s");
             let st = proc_stat(script);
             assert!(
-                st.as_ref().is_some_and(|p| p.ppid == server.pid),
+                st.as_ref()
+                    .is_some_and(|p| server_processes(server.pid).contains(&p.ppid)),
                 "test premise: the script (pid {script}) should be a child of the server, got {st:?}"
             );
             server.signal(libc::SIGTERM);

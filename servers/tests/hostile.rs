@@ -143,9 +143,19 @@ fn a_client_that_reads_nothing(v: &'static Variant) {
     r.expect_status(200, "GET /plaintext beside a client that reads nothing");
     println!("[{}] answered after {:?}", v.name, started.elapsed());
     // The stalled client is cut off once it has taken nothing for the send
-    // timeout (the event loops notice at their next sweep): reading on
+    // timeout (the event loops notice at their next sweep; a blocking
+    // `sendfile` returns what it sent before it waits its timeout): seen
+    // as the server's end of the connection leaving ESTABLISHED. Reading on
     // after that, it reaches the end (or a reset) long before 256 MiB.
-    std::thread::sleep(Duration::from_secs(3));
+    let client_port = stalled.local_addr().unwrap().port();
+    let cut = wait_until(Duration::from_secs(15), Duration::from_millis(50), || {
+        server_socket_state(server.addr.port(), client_port) != Some(1)
+    });
+    assert!(
+        cut,
+        "[{}] a client reading nothing is still connected 15 s later (--send-timeout 1s)",
+        v.name
+    );
     stalled
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
@@ -623,7 +633,7 @@ fn read_head(s: &mut TcpStream) -> String {
 }
 
 per_variant_tests! {
-    variants: [blocking, threadpool, epoll, epoll_threads],
+    variants: [blocking, fork, threadpool, prefork, epoll, epoll_threads],
     tests: [
         half_close_after_a_request,
         partial_head_then_reset,

@@ -21,13 +21,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use servers::app::respond_overloaded;
 use servers::config::{Options, Server};
 use servers::drivers::accept::{self, AcceptBackoff};
 use servers::drivers::blocking::{self, Env};
-use servers::drivers::send_outbox;
-use servers::http::response::Outbox;
-use servers::http::stats::Shard;
+use servers::drivers::turn_away;
 use servers::sys;
 use servers::variants;
 
@@ -166,7 +163,7 @@ fn main() -> anyhow::Result<()> {
         {
             shard.conn_opened();
             if let Err(fd) = queue.push(fd, peer) {
-                shed(fd, shard);
+                turn_away(fd, shard);
                 shard.conn_closed();
             }
         }
@@ -190,17 +187,4 @@ fn main() -> anyhow::Result<()> {
     }
     server.finish();
     Ok(())
-}
-
-/// Turn a client away with 503 without blocking the accept thread on it.
-fn shed(fd: OwnedFd, shard: &Shard) {
-    let mut out = Outbox::new();
-    let status = respond_overloaded(&mut out);
-    shard.shed();
-    shard.request_done(status, 0);
-    // A fresh socket's send buffer is empty, so this does not block.
-    if let Ok(n) = send_outbox(fd.as_fd(), &mut out) {
-        shard.bytes_sent(n);
-    }
-    let _ = sys::socket::shutdown_write(fd.as_fd());
 }

@@ -8,10 +8,12 @@
 //! - [`readiness`]: an edge-triggered epoll loop over many non-blocking
 //!   sockets (`epoll`, and one per thread in `epoll-threads`);
 //! - [`offload`]: not a driver but where a driver's blocking jobs can run —
-//!   a worker pool that completes back into the loop.
+//!   a worker pool that completes back into the loop;
+//! - [`processes`]: not a driver either: forking and reaping the serving
+//!   processes of the process models (`fork`, `prefork`).
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use crate::conn::{Conn, Ctx};
@@ -22,6 +24,7 @@ use crate::sys::signal::Shutdown;
 pub mod accept;
 pub mod blocking;
 pub mod offload;
+pub mod processes;
 pub mod readiness;
 
 /// A connection policy: the timeouts and limits every driver applies.
@@ -134,4 +137,19 @@ pub fn send_outbox(fd: BorrowedFd<'_>, out: &mut Outbox) -> io::Result<u64> {
         }
     }
     Ok(sent)
+}
+
+/// Turn a client away with `503` + `Retry-After: 1` and close, counted as
+/// shed in `shard`, without blocking on it: a fresh socket's send buffer is
+/// empty, so the response fits. For a model whose queue (or process bound)
+/// is full, so the client hears why rather than seeing a silent close.
+pub fn turn_away(fd: OwnedFd, shard: &crate::http::stats::Shard) {
+    let mut out = Outbox::new();
+    let status = crate::app::respond_overloaded(&mut out);
+    shard.shed();
+    shard.request_done(status, 0);
+    if let Ok(n) = send_outbox(fd.as_fd(), &mut out) {
+        shard.bytes_sent(n);
+    }
+    let _ = sys::socket::shutdown_write(fd.as_fd());
 }

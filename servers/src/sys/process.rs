@@ -66,6 +66,40 @@ pub fn getpid() -> i32 {
 
 /// `SIGKILL`, for [`kill`].
 pub const SIGKILL: i32 = libc::SIGKILL;
+/// `SIGTERM`, for [`kill`] and [`set_parent_death_signal`].
+pub const SIGTERM: i32 = libc::SIGTERM;
+/// `SIGCHLD`, for [`super::signal::SignalFd`].
+pub const SIGCHLD: i32 = libc::SIGCHLD;
+/// `SIGHUP`, for [`super::signal::SignalFd`].
+pub const SIGHUP: i32 = libc::SIGHUP;
+
+/// This process's parent's id (1, or a subreaper's, once the parent died).
+pub fn getppid() -> i32 {
+    // SAFETY: getppid has no preconditions and cannot fail.
+    unsafe { libc::getppid() }
+}
+
+/// Have the kernel send `sig` to this process when the thread that forked
+/// it exits (`PR_SET_PDEATHSIG`): a server process forked by a master must
+/// not outlive a master killed with SIGKILL. Not inherited by this
+/// process's own children. The parent may already be gone when this runs:
+/// callers compare [`getppid`] with the parent's pid afterwards.
+pub fn set_parent_death_signal(sig: i32) -> io::Result<()> {
+    // SAFETY: PR_SET_PDEATHSIG takes one integer; no pointers.
+    syscall!(prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0))?;
+    Ok(())
+}
+
+/// Threads of this process (`num_threads` in `/proc/self/stat`): a master
+/// checks it is 1 before it forks, since only then may the child do
+/// anything at all (no lock can be held by a thread the child lacks).
+pub fn thread_count() -> io::Result<usize> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Field 20; fields after `comm` (which may hold spaces) start at 3.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(17)?.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/self/stat"))
+}
 /// `SIGPIPE`, for [`SigSet::add`] and [`take_pending_signal`].
 pub const SIGPIPE: i32 = libc::SIGPIPE;
 
@@ -558,10 +592,33 @@ pub fn waitpid(pid: i32) -> io::Result<WaitStatus> {
             Err(e) => return Err(e),
         }
     }
+    Ok(decode_status(status))
+}
+
+/// Reap one child that has exited, if any, without waiting
+/// (`waitpid(-1, WNOHANG)`): `None` when no child has exited (or there is
+/// no child at all). Only for a process that owns every one of its
+/// children: a process whose threads run CGI scripts through [`Child`]
+/// must reap by pid instead.
+pub fn try_wait_any() -> io::Result<Option<(i32, WaitStatus)>> {
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: `status` is valid writable storage for an int.
+        match syscall!(waitpid(-1, &mut status, libc::WNOHANG)) {
+            Ok(0) => return Ok(None),
+            Ok(pid) => return Ok(Some((pid, decode_status(status)))),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn decode_status(status: libc::c_int) -> WaitStatus {
     if libc::WIFSIGNALED(status) {
-        Ok(WaitStatus::Signaled(libc::WTERMSIG(status)))
+        WaitStatus::Signaled(libc::WTERMSIG(status))
     } else {
-        Ok(WaitStatus::Exited(libc::WEXITSTATUS(status)))
+        WaitStatus::Exited(libc::WEXITSTATUS(status))
     }
 }
 

@@ -26,7 +26,7 @@
 
 use std::io;
 use std::mem;
-use std::os::fd::{BorrowedFd, IntoRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
 /// Threads that can be registered as blocking at once (more are simply not
@@ -243,4 +243,83 @@ fn signal_eventfd(fd: RawFd) -> io::Result<()> {
     // write adds to a counter and cannot close or replace the descriptor.
     syscall!(write(fd, (&one as *const u64).cast(), 8))?;
     Ok(())
+}
+
+/// Signals received as readable events on a descriptor (`signalfd`)
+/// instead of by a handler: a single-threaded master polls it beside its
+/// listener, so a child's exit (SIGCHLD) or a restart request (SIGHUP)
+/// wakes the same `poll` as a new connection, with no handler racing the
+/// loop.
+///
+/// The signals are blocked in the calling thread, which is what makes
+/// them queue for the descriptor; the mask is inherited across `fork`, so a
+/// child that wants them back calls [`unblock`].
+pub struct SignalFd {
+    fd: OwnedFd,
+}
+
+impl SignalFd {
+    /// Block `signals` in the calling thread and open a non-blocking,
+    /// close-on-exec signalfd for them.
+    pub fn new(signals: &[i32]) -> io::Result<SignalFd> {
+        let set = set_of(signals);
+        // SAFETY: `set` is initialised; a null old-set pointer is allowed.
+        let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        // SAFETY: -1 asks for a new descriptor; `set` is initialised.
+        let fd = syscall!(signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC))?;
+        // SAFETY: signalfd returned a fresh descriptor that we now own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(SignalFd { fd })
+    }
+
+    /// The descriptor to poll for readability.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// The next pending signal's number, `None` when none is pending.
+    pub fn take(&self) -> io::Result<Option<i32>> {
+        // SAFETY: signalfd_siginfo is plain data; all-zero is valid.
+        let mut info: libc::signalfd_siginfo = unsafe { mem::zeroed() };
+        let size = mem::size_of::<libc::signalfd_siginfo>();
+        loop {
+            // SAFETY: `info` is valid writable storage of `size` bytes.
+            match syscall!(read(
+                self.fd.as_raw_fd(),
+                (&mut info as *mut libc::signalfd_siginfo).cast(),
+                size
+            )) {
+                Ok(n) if n as usize == size => return Ok(Some(info.ssi_signo as i32)),
+                Ok(_) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Unblock `signals` in the calling thread (a child of a process that took
+/// them through a [`SignalFd`]).
+pub fn unblock(signals: &[i32]) -> io::Result<()> {
+    let set = set_of(signals);
+    // SAFETY: `set` is initialised; a null old-set pointer is allowed.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
+}
+
+fn set_of(signals: &[i32]) -> libc::sigset_t {
+    let mut set = empty_set();
+    for &sig in signals {
+        // SAFETY: `set` is an initialised signal set; an invalid number
+        // only makes sigaddset fail, leaving the set as it is.
+        unsafe { libc::sigaddset(&mut set, sig) };
+    }
+    set
 }

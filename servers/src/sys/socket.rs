@@ -83,6 +83,19 @@ pub fn set_nodelay(fd: BorrowedFd<'_>) -> io::Result<()> {
     set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
 }
 
+/// Set the socket's send buffer (`SO_SNDBUF`; the kernel doubles the value
+/// for its bookkeeping). On a Unix socket this bounds how many messages
+/// may wait unread at the peer before a send blocks (or fails with
+/// `WouldBlock` on a non-blocking socket).
+pub fn set_send_buffer(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
+    set_int_opt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_SNDBUF,
+        bytes.min(i32::MAX as usize) as i32,
+    )
+}
+
 /// Bound how long a blocking read may wait (SO_RCVTIMEO); the read then
 /// fails with `WouldBlock`. This is how the blocking models time out idle
 /// and slow clients without a timer thread.

@@ -139,6 +139,33 @@ fn send_fds(sock: BorrowedFd<'_>, fds: &[BorrowedFd<'_>], payload: &[u8]) -> io:
 /// the rest is lost), is an `EMSGSIZE` error, and a descriptor that did
 /// arrive is closed first. Async-signal-safe.
 pub fn recv_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
+    loop {
+        match recv_fd_once(sock, buf, Wait::Block) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
+/// Whether [`recv_fd_once`] waits for a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Block until a message (or end of stream) arrives, or a signal.
+    Block,
+    /// Return `WouldBlock` at once when nothing is queued (`MSG_DONTWAIT`).
+    No,
+}
+
+/// As [`recv_fd`], but one `recvmsg`: a signal that interrupts the wait is
+/// returned as `Interrupted` (so a thread blocked here can look at a
+/// shutdown flag), and with [`Wait::No`] an empty queue is `WouldBlock`
+/// (so a draining thread takes what is queued and no more).
+/// Async-signal-safe.
+pub fn recv_fd_once(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    wait: Wait,
+) -> io::Result<(usize, Option<OwnedFd>)> {
     let mut control = CmsgBuf([0; 64]);
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
@@ -151,15 +178,13 @@ pub fn recv_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Optio
     msg.msg_iovlen = 1;
     msg.msg_control = control.0.as_mut_ptr().cast();
     msg.msg_controllen = cmsg_space(1) as _;
-    let n = loop {
-        // SAFETY: `msg` points at the iovec over `buf` and at `control`,
-        // both writable for the lengths given, for the duration of the call.
-        match syscall!(recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC)) {
-            Ok(n) => break n as usize,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+    let flags = match wait {
+        Wait::Block => libc::MSG_CMSG_CLOEXEC,
+        Wait::No => libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT,
     };
+    // SAFETY: `msg` points at the iovec over `buf` and at `control`, both
+    // writable for the lengths given, for the duration of the call.
+    let n = syscall!(recvmsg(sock.as_raw_fd(), &mut msg, flags))? as usize;
     // Take ownership of every descriptor first, so each is closed on any
     // error path below.
     let (received, extra) = take_fds(&msg);

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[allow(unused_imports)]
-pub use servers::variants::{self, KeepAlive, Limit, Threads, Variant};
+pub use servers::variants::{self, KeepAlive, Limit, Processes, Threads, Variant};
 
 /// The catalog entry of the variant whose binary is `name`; panics naming
 /// the catalog when there is none.
@@ -1669,27 +1669,74 @@ pub fn children_of(pid: u32) -> Vec<ProcStat> {
         .collect()
 }
 
-/// Whether `pid` still runs: it exists and is not a zombie. A zombie whose
-/// parent is `unreaped_by` counts as running (its parent has not reaped it).
-pub fn process_lingers(pid: u32, unreaped_by: u32) -> Option<ProcStat> {
-    proc_stat(pid).filter(|p| p.state != 'Z' || p.ppid == unreaped_by)
+/// The server whose main process is `pid`, as processes: `pid` and every
+/// live descendant running the same executable — a process model's
+/// workers or per-connection children, not the CGI scripts they run (a
+/// zombie has no executable left, so an unreaped child is not one of them).
+pub fn server_processes(pid: u32) -> Vec<u32> {
+    let exe = |p: u32| fs::read_link(format!("/proc/{p}/exe")).ok();
+    let Some(own) = exe(pid) else {
+        return vec![pid];
+    };
+    let all = all_processes();
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        for p in all.iter().filter(|p| p.ppid == parent) {
+            if exe(p.pid).as_ref() == Some(&own) && !tree.contains(&p.pid) {
+                tree.push(p.pid);
+            }
+        }
+        i += 1;
+    }
+    tree
 }
 
-/// How many threads of `pid` are blocked in nanosleep/clock_nanosleep right
-/// now (from /proc/PID/task/TID/syscall); None if that is not readable.
+/// Children of the server's processes that are not themselves server
+/// processes (see [`server_processes`]): CGI scripts, what they left
+/// behind, zombies nobody reaped.
+pub fn children_of_server(pid: u32) -> Vec<ProcStat> {
+    let servers = server_processes(pid);
+    all_processes()
+        .into_iter()
+        .filter(|p| servers.contains(&p.ppid) && !servers.contains(&p.pid))
+        .collect()
+}
+
+/// Whether `pid` still runs: it exists and is not a zombie. A zombie whose
+/// parent is one of the processes of the server `unreaped_by` counts as
+/// running (the server has not reaped it).
+pub fn process_lingers(pid: u32, unreaped_by: u32) -> Option<ProcStat> {
+    let st = proc_stat(pid)?;
+    if st.state != 'Z' || st.ppid == unreaped_by {
+        return Some(st);
+    }
+    server_processes(unreaped_by)
+        .contains(&st.ppid)
+        .then_some(st)
+}
+
+/// How many threads of the server `pid` (every process of it, see
+/// [`server_processes`]) are blocked in nanosleep/clock_nanosleep right now
+/// (from /proc/PID/task/TID/syscall); None if that is not readable.
 pub fn threads_in_nanosleep(pid: u32) -> Option<usize> {
-    let d = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     let mut readable = false;
     let mut n = 0;
-    for e in d.flatten() {
-        if let Ok(s) = fs::read_to_string(e.path().join("syscall")) {
-            readable = true;
-            let nr = s
-                .split_whitespace()
-                .next()
-                .and_then(|t| t.parse::<libc::c_long>().ok());
-            if nr == Some(libc::SYS_nanosleep) || nr == Some(libc::SYS_clock_nanosleep) {
-                n += 1;
+    for p in server_processes(pid) {
+        let Ok(d) = fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for e in d.flatten() {
+            if let Ok(s) = fs::read_to_string(e.path().join("syscall")) {
+                readable = true;
+                let nr = s
+                    .split_whitespace()
+                    .next()
+                    .and_then(|t| t.parse::<libc::c_long>().ok());
+                if nr == Some(libc::SYS_nanosleep) || nr == Some(libc::SYS_clock_nanosleep) {
+                    n += 1;
+                }
             }
         }
     }
@@ -1724,12 +1771,16 @@ pub fn dir_names(dir: &Path) -> Vec<String> {
     v
 }
 
-/// The fds of `pid` whose link target lies under `dir`, `dir` itself
+/// The fds of the server `pid` (every process of it, see
+/// [`server_processes`]) whose link target lies under `dir`, `dir` itself
 /// excluded (e.g. open temp files, not the directory descriptor).
 pub fn open_files_under(pid: u32, dir: &Path) -> Vec<String> {
     let canon = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let mut out = Vec::new();
-    if let Ok(d) = fs::read_dir(format!("/proc/{pid}/fd")) {
+    for p in server_processes(pid) {
+        let Ok(d) = fs::read_dir(format!("/proc/{p}/fd")) else {
+            continue;
+        };
         for e in d.flatten() {
             if let Ok(t) = fs::read_link(e.path()) {
                 if (t.starts_with(&canon) && t != canon) || (t.starts_with(dir) && t != dir) {
@@ -1796,6 +1847,25 @@ impl Conn {
             head_raw: head_str,
         })
     }
+}
+
+/// The TCP state of the server's end of the connection between server port
+/// `server_port` and client port `client_port` (`st` in /proc/net/tcp: 1
+/// ESTABLISHED, 4 FIN_WAIT1, 5 FIN_WAIT2, ...); None once it is gone. A
+/// state other than 1 means the server has closed (or shut down) its end.
+pub fn server_socket_state(server_port: u16, client_port: u16) -> Option<u8> {
+    let text = fs::read_to_string("/proc/net/tcp").ok()?;
+    let port_of = |addr: &str| {
+        addr.rsplit_once(':')
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+    };
+    text.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 4 || port_of(f[1]) != Some(server_port) || port_of(f[2]) != Some(client_port) {
+            return None;
+        }
+        u8::from_str_radix(f[3], 16).ok()
+    })
 }
 
 /// Bytes the server has not yet read on its end of the TCP connection
