@@ -559,14 +559,19 @@ fn cgi_output_to_clients_that_read_nothing(v: &'static Variant) {
 /// Work that waits in a queue past `--queue-timeout` (a job behind a slow
 /// one on `epoll-threads`' pool, a connection waiting for a busy worker on
 /// `threadpool`) is answered 503 with `Retry-After` and closed, not served
-/// late. Models without a queue (a backlog, or one loop that blocks) skip.
+/// late. Models without a queue of their own skip.
 fn work_queued_past_its_deadline_gets_503(v: &'static Variant) {
     let case = "work_queued_past_its_deadline_gets_503";
-    if v.cannot(Limit::OneClientAtATime) || v.cannot(Limit::HandlersBlockTheLoop) {
+    let queued = v
+        .extra_flags
+        .iter()
+        .any(|f| *f == "--queue" || *f == "--work-queue");
+    if !queued {
         return skip(
             v,
             case,
-            "no queue: waiting work sits in the kernel backlog or the loop",
+            "no queue (no --queue or --work-queue): waiting work sits in the kernel backlog, \
+             a loop, or a master that stops accepting",
         );
     }
     let mut extra = vec!["--queue-timeout", "300ms"];

@@ -217,10 +217,27 @@ impl Client<'_> {
                 200,
                 Some(UPLOAD_BYTES),
             );
-            self.ask("DELETE /files/NAME", &http::delete(&location), 204, None);
+            self.delete(&location);
+        }
+    }
+
+    /// DELETE an upload; a `503` (shed: the server is overloaded) is tried
+    /// again after its `Retry-After` second, a few times, so an upload is
+    /// not left behind by a refusal the client should honour. Every
+    /// attempt is counted.
+    fn delete(&mut self, location: &str) {
+        let request = http::delete(location);
+        for _ in 0..DELETE_ATTEMPTS {
+            match self.ask("DELETE /files/NAME", &request, 204, None) {
+                Some(r) if r.status == 503 => std::thread::sleep(Duration::from_secs(1)),
+                _ => return,
+            }
         }
     }
 }
+
+/// How often a DELETE answered 503 is tried.
+const DELETE_ATTEMPTS: usize = 5;
 
 /// The kinds of well-behaved client, one thread each.
 const KINDS: [&str; 7] = [

@@ -143,7 +143,7 @@ fn main() -> anyhow::Result<()> {
                         if w.since.elapsed() > server.opts.queue_timeout {
                             // Waited past --queue-timeout: its client is
                             // better off retrying than being served late.
-                            shed(w.fd, env.shard);
+                            turn_away(w.fd, env.shard);
                         } else {
                             blocking::serve(w.fd, w.peer, server.parser(), &env);
                         }
