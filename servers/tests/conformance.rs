@@ -285,7 +285,7 @@ fn conformance(v: &'static Variant) {
 }
 
 per_variant_tests! {
-    variants: [blocking, threadpool, epoll, epoll_threads],
+    variants: [blocking, threadpool, epoll, epoll_threads, uring],
     tests: [
         conformance,
         body_limit_413,

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 per_variant_tests! {
-    variants: [blocking, threadpool, epoll, epoll_threads],
+    variants: [blocking, threadpool, epoll, epoll_threads, uring],
     tests: [descriptor_exhaustion],
 }
 

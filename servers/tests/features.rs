@@ -619,7 +619,7 @@ fn features(v: &'static Variant) {
 }
 
 per_variant_tests! {
-    variants: [blocking, threadpool, epoll, epoll_threads],
+    variants: [blocking, threadpool, epoll, epoll_threads, uring],
     tests: [features],
 }
 

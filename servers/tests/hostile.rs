@@ -490,7 +490,7 @@ fn a_setsid_daemon_does_not_outlive_its_script(v: &'static Variant) {
 }
 
 per_variant_tests! {
-    variants: [blocking, threadpool, epoll, epoll_threads],
+    variants: [blocking, threadpool, epoll, epoll_threads, uring],
     tests: [
         half_close_after_a_request,
         partial_head_then_reset,

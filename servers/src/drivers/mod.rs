@@ -7,6 +7,8 @@
 //!   (the `blocking` and `threadpool` variants);
 //! - [`readiness`]: an edge-triggered epoll loop over many non-blocking
 //!   sockets (`epoll`, and one per thread in `epoll-threads`);
+//! - [`completion`]: an io_uring per thread, multishot accept and receive,
+//!   sends batched per loop iteration (`uring`);
 //! - [`offload`]: not a driver but where a driver's blocking jobs can run —
 //!   a worker pool that completes back into the loop.
 
@@ -21,6 +23,7 @@ use crate::sys::signal::Shutdown;
 
 pub mod accept;
 pub mod blocking;
+pub mod completion;
 pub mod offload;
 pub mod readiness;
 
