@@ -8,7 +8,10 @@
 //! Ring set-up: `IORING_SETUP_SINGLE_ISSUER` (each ring is used by its
 //! thread only) with `DEFER_TASKRUN`: completion work runs when the loop
 //! enters to wait, in one batch, instead of interrupting it whenever a
-//! packet lands (`--taskrun coop` selects `COOP_TASKRUN` for comparison).
+//! packet lands (`--taskrun coop` selects `COOP_TASKRUN` for comparison:
+//! in a 3 s `/plaintext` check at 50 connections, one loop pinned to one
+//! CPU, deferred task work cost 5.6–5.7 µs of CPU per request against
+//! 6.0–7.0 µs cooperative, on a shared two-core machine).
 //! The ring descriptor is registered. The completion queue is 8× the
 //! submission queue: multishot requests post many completions for one
 //! submission, and a burst that still overflows is held by the kernel
