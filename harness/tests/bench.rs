@@ -248,6 +248,57 @@ fn a_variant_that_cannot_start_is_reported_and_the_sweep_goes_on() {
     );
 }
 
+/// A variant that exits with `EXIT_UNAVAILABLE` (the kernel refuses
+/// io_uring, here simulated by a script) is skipped with its reason: the
+/// sweep goes on, and a skip is no failure.
+#[test]
+fn a_variant_the_kernel_refuses_is_skipped_with_its_reason() {
+    let blocking = support::variant_bin("blocking");
+    let bins = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(support::loadgen_bin(), bins.path().join("loadgen")).unwrap();
+    std::os::unix::fs::symlink(&blocking, bins.path().join("blocking")).unwrap();
+    let fake = bins.path().join("uring");
+    fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho 'io_uring is unavailable: io_uring_setup failed: Operation not permitted; \
+             kernel.io_uring_disabled = 2 (0 enables it)' >&2\nexit {}\n",
+            servers::variants::EXIT_UNAVAILABLE
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+
+    let out = tempfile::tempdir().unwrap();
+    let o = harness(&[
+        "bench",
+        "--quick",
+        "--conns",
+        "50",
+        "--variants",
+        "uring,blocking",
+        "--no-nginx",
+        "--bin-dir",
+        bins.path().to_str().unwrap(),
+        "--out",
+        &out_arg(out.path()),
+    ]);
+    assert_eq!(o.code, Some(0), "a skip is no failure\n{}", o.describe());
+    assert!(
+        o.stderr
+            .contains("SKIPPED uring plaintext: io_uring is unavailable")
+            && o.stderr.contains("kernel.io_uring_disabled = 2"),
+        "the skip and its reason\n{}",
+        o.describe()
+    );
+    let rows: Vec<BenchRow> = read_rows(&out.path().join("bench.csv"), &o);
+    assert!(
+        !rows.is_empty() && rows.iter().all(|r| r.variant == "blocking"),
+        "{rows:?}\n{}",
+        o.describe()
+    );
+}
+
 #[test]
 fn bad_options_are_refused_before_anything_starts() {
     let o = harness(&["bench", "--variants", "epol"]);

@@ -198,7 +198,25 @@ pub const VARIANTS: &[Variant] = &[
         extra_flags: &["--workers", "--storage-workers", "--work-queue"],
         colour: (214, 39, 40),
     },
+    Variant {
+        name: "uring",
+        model: "one io_uring per thread (default one per CPU), each with its own `SO_REUSEPORT` listener: multishot accept, multishot receive into provided buffers, sends batched per loop iteration, one `io_uring_enter` per iteration",
+        policy: "as `epoll-threads`: keep-alive up to `--keepalive-requests`, any number of idle or slow clients; blocking handlers on `--workers` threads (`--work-queue`, full → `503`), their completions read by the ring. Where io_uring is refused (`kernel.io_uring_disabled`, seccomp) it exits with one line saying so",
+        threads: Threads::PerCpu(1),
+        keep_alive: KeepAlive::Unbounded,
+        processes: Processes::One,
+        limits: &[],
+        extra_flags: &["--workers", "--storage-workers", "--work-queue"],
+        colour: (148, 103, 189),
+    },
 ];
+
+/// Exit status of a variant that cannot run on this machine because the
+/// kernel refuses the interface it is built on (io_uring disabled by
+/// sysctl or seccomp): it prints one line saying why, before listening.
+/// `EX_UNAVAILABLE` from sysexits.h. `harness bench` reports such a
+/// variant as skipped, with that line, and goes on.
+pub const EXIT_UNAVAILABLE: i32 = 69;
 
 /// The catalog entry for `name`.
 pub fn find(name: &str) -> Option<&'static Variant> {

@@ -285,7 +285,7 @@ fn conformance(v: &'static Variant) {
 }
 
 per_variant_tests! {
-    variants: [blocking, fork, threadpool, prefork, epoll, epoll_threads],
+    variants: [blocking, fork, threadpool, prefork, epoll, epoll_threads, uring],
     tests: [
         conformance,
         body_limit_413,

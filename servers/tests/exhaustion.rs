@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 per_variant_tests! {
-    variants: [blocking, fork, threadpool, prefork, epoll, epoll_threads],
+    variants: [blocking, fork, threadpool, prefork, epoll, epoll_threads, uring],
     tests: [descriptor_exhaustion],
 }
 

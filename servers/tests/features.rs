@@ -619,7 +619,7 @@ fn features(v: &'static Variant) {
 }
 
 per_variant_tests! {
-    variants: [blocking, fork, threadpool, prefork, epoll, epoll_threads],
+    variants: [blocking, fork, threadpool, prefork, epoll, epoll_threads, uring],
     tests: [features],
 }
 

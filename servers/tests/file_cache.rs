@@ -149,7 +149,7 @@ fn range_head_and_304_from_the_cache(v: &'static Variant) {
 }
 
 per_variant_tests! {
-    variants: [blocking, fork, threadpool, prefork, epoll, epoll_threads],
+    variants: [blocking, fork, threadpool, prefork, epoll, epoll_threads, uring],
     tests: [
         a_hit_needs_no_file,
         a_changed_file_is_served_fresh_after_the_validity_period,

@@ -638,7 +638,7 @@ fn read_head(s: &mut TcpStream) -> String {
 }
 
 per_variant_tests! {
-    variants: [blocking, fork, threadpool, prefork, epoll, epoll_threads],
+    variants: [blocking, fork, threadpool, prefork, epoll, epoll_threads, uring],
     tests: [
         half_close_after_a_request,
         partial_head_then_reset,

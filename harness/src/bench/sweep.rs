@@ -3,7 +3,9 @@
 //!
 //! Failures never end the sweep: a server that cannot start, or dies, is
 //! reported with its stderr tail and its remaining runs are counted as
-//! failed; a client run that fails costs that run only. Ctrl-C stops the
+//! failed; a variant that says the kernel refuses its interface (io_uring
+//! disabled: [`servers::variants::EXIT_UNAVAILABLE`]) is skipped with its
+//! reason, its runs neither measured nor failed; a client run that fails costs that run only. Ctrl-C stops the
 //! client and the server and ends the sweep with what was measured.
 
 use std::fs;
@@ -122,6 +124,7 @@ pub fn run(plan: &Plan) -> Result<Outcome, String> {
         rows: Vec::new(),
         failures: Vec::new(),
         failed_runs: 0,
+        skipped: Vec::new(),
         done: 0,
         total,
         interrupted: false,
@@ -135,6 +138,12 @@ pub fn run(plan: &Plan) -> Result<Outcome, String> {
         }
     }
 
+    notes.extend(
+        sweep
+            .skipped
+            .iter()
+            .map(|(name, why)| format!("skipped {name}: {why}")),
+    );
     let mut settings = sweep.settings(&nginx_version);
     if sweep.interrupted {
         settings.push((
@@ -181,7 +190,9 @@ struct Sweep<'a> {
     rows: Vec<BenchRow>,
     failures: Vec<String>,
     failed_runs: usize,
-    /// Runs accounted for so far (measured or failed).
+    /// Servers that cannot run on this machine, and why (one line each).
+    skipped: Vec<(String, String)>,
+    /// Runs accounted for so far (measured, failed or skipped).
     done: usize,
     total: usize,
     interrupted: bool,
@@ -202,12 +213,25 @@ impl Sweep<'_> {
         self.failures.push(msg);
     }
 
+    /// Count `runs` runs of `name` as skipped: it cannot run here.
+    fn skip(&mut self, runs: usize, name: &str, label: &str, why: String) {
+        self.done += runs;
+        eprintln!("{} SKIPPED {label}: {why}", self.counter());
+        if !self.skipped.iter().any(|(n, _)| n == name) {
+            self.skipped.push((name.to_string(), why));
+        }
+    }
+
     /// One server × workload: start, check, warm up, every point, stop.
     fn group(&mut self, name: &str, workload: Workload) {
         let plan = self.plan;
         let runs = plan.conns.len() * plan.trials as usize;
         let label = format!("{name} {workload}");
         let tag = format!("{name}-{workload}");
+        if let Some((_, why)) = self.skipped.iter().find(|(n, _)| n == name) {
+            let why = why.clone();
+            return self.skip(runs, name, &label, why);
+        }
 
         let launcher = Launcher {
             placement: &plan.placement,
@@ -226,6 +250,7 @@ impl Sweep<'_> {
                 return;
             }
             Err(LaunchError::Setup(why)) => return self.fail(runs, format!("{label}: {why}")),
+            Err(LaunchError::Unavailable(why)) => return self.skip(runs, name, &label, why),
             Err(LaunchError::Failed { why, tail }) => {
                 return self.fail(
                     runs,

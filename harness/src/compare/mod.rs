@@ -153,7 +153,9 @@ fn start(
     let mut started = match launcher.start(name, ground.scratch(), build) {
         Ok(s) => s,
         Err(LaunchError::Interrupted) => return Err("interrupted".into()),
-        Err(LaunchError::Setup(why)) => return Err(format!("{label}: {why}")),
+        Err(LaunchError::Setup(why) | LaunchError::Unavailable(why)) => {
+            return Err(format!("{label}: {why}"))
+        }
         Err(LaunchError::Failed { why, tail }) => {
             return Err(with_tail(format!("{label}: did not start: {why}"), &tail))
         }

@@ -170,6 +170,16 @@ pub const KERNEL_RULES: &[Rule] = &[
             "ep_*", "__ep_*", "do_epoll_*", "__do_sys_epoll_*", "epoll_*", "eventpoll_*",
             // readiness checks made by epoll for each ready socket
             "sock_poll", "tcp_poll",
+            // io_uring's own submission and completion work (the event
+            // interface of `uring`); the socket work under it is TCP/IP
+            "io_uring_*", "__io_uring_*", "__do_sys_io_uring_*", "io_submit_sqes", "io_init_req",
+            "io_issue_sqe", "io_queue_sqe", "io_cqring_*", "__io_cqring_*", "io_run_local_work*",
+            "__io_run_local_work*", "io_run_task_work*", "io_submit_flush_completions",
+            "__io_submit_flush_completions", "io_free_batch_list", "io_req_*", "io_poll_*",
+            "__io_poll_*", "io_arm_poll_handler", "io_buffer_select", "io_ring_buffer_select",
+            "io_kbuf_*", "__io_put_kbuf*", "io_recv", "io_recv_*", "io_send", "io_send_*",
+            "io_sendmsg_*", "io_accept", "io_close", "io_async_cancel", "io_try_cancel",
+            "io_fill_cqe*", "io_post_*", "io_wake_function",
         ],
     },
     Rule {
@@ -680,6 +690,17 @@ mod tests {
                 "tcp_poll_[k]"
             ]),
             Bucket::Epoll
+        );
+        assert_eq!(
+            bucket(&[
+                "uring::main",
+                "do_syscall_64_[k]",
+                "__x64_sys_io_uring_enter_[k]",
+                "io_submit_sqes_[k]",
+                "io_issue_sqe_[k]",
+            ]),
+            Bucket::Epoll,
+            "io_uring's own work is the event interface's, not syscall entry"
         );
         assert_eq!(
             bucket(&[

@@ -224,7 +224,9 @@ impl Session<'_> {
         let (mut server, _prefix) = match self.launcher.start(name, &self.scratch, name) {
             Ok(s) => s,
             Err(LaunchError::Interrupted) => return Err(Stop::Interrupted),
-            Err(LaunchError::Setup(why)) => return Err(Stop::Failed(format!("{name}: {why}"))),
+            Err(LaunchError::Setup(why) | LaunchError::Unavailable(why)) => {
+                return Err(Stop::Failed(format!("{name}: {why}")))
+            }
             Err(LaunchError::Failed { why, tail }) => {
                 return Err(Stop::Failed(with_tail(
                     format!("{name}: did not start: {why}"),

@@ -45,6 +45,9 @@ pub enum LaunchError {
     Setup(String),
     /// Ctrl-C while waiting for it.
     Interrupted,
+    /// It exited saying the kernel refuses what it is built on (see
+    /// [`StartError::Unavailable`]): the reason, one line. Skipped, not failed.
+    Unavailable(String),
     /// It was started but never became ready: why, and its stderr tail.
     Failed {
         /// What went wrong.
@@ -71,6 +74,7 @@ impl Launcher<'_> {
             match Server::start(&cmd, log_dir, tag) {
                 Ok(s) => return Ok((s, prefix)),
                 Err(StartError::Interrupted) => return Err(LaunchError::Interrupted),
+                Err(StartError::Unavailable(why)) => return Err(LaunchError::Unavailable(why)),
                 Err(StartError::Failed { tail, .. })
                     if cmd.port.is_some()
                         && attempt < 3

@@ -36,6 +36,10 @@ pub struct ServerCmd {
 pub enum StartError {
     /// Ctrl-C while waiting.
     Interrupted,
+    /// It exited with [`servers::variants::EXIT_UNAVAILABLE`]: the kernel
+    /// refuses the interface it is built on (io_uring disabled, say). Its
+    /// one stderr line says why; a sweep skips it rather than fail.
+    Unavailable(String),
     /// What went wrong, and the tail of its stderr (and extra log).
     Failed {
         /// What went wrong.
@@ -154,6 +158,15 @@ impl Server {
 
     fn gone_error(&mut self, waiting_for: &str) -> Option<StartError> {
         let st = self.exit_status()?;
+        if st.code() == Some(servers::variants::EXIT_UNAVAILABLE) {
+            let text = fs::read_to_string(&self.stderr_path).unwrap_or_default();
+            let line = text.lines().rev().find(|l| !l.trim().is_empty());
+            let why = line
+                .unwrap_or("unavailable on this machine")
+                .trim()
+                .to_string();
+            return Some(StartError::Unavailable(why));
+        }
         Some(self.failed(format!("exited ({st}) before {waiting_for}")))
     }
 
@@ -410,6 +423,29 @@ mod tests {
             Err(StartError::Failed { why, tail }) => {
                 assert!(why.contains("exited"), "{why}");
                 assert!(tail.contains("cannot bind: boom"), "{tail}");
+            }
+            other => panic!("{:?}", other.map(|s| s.port)),
+        }
+    }
+
+    #[test]
+    fn a_server_refused_its_kernel_interface_is_unavailable_with_its_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = format!(
+            "echo 'io_uring is unavailable: kernel.io_uring_disabled = 2' >&2; exit {}",
+            servers::variants::EXIT_UNAVAILABLE
+        );
+        let cmd = ServerCmd {
+            name: "sh".into(),
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            cpus: vec![0],
+            port: None,
+            extra_log: None,
+        };
+        match Server::start(&cmd, dir.path(), "sh") {
+            Err(StartError::Unavailable(why)) => {
+                assert_eq!(why, "io_uring is unavailable: kernel.io_uring_disabled = 2")
             }
             other => panic!("{:?}", other.map(|s| s.port)),
         }

@@ -18,7 +18,8 @@ pub enum Bucket {
     Scheduler,
     /// Futexes, spinning on kernel locks, mutexes and semaphores.
     FutexLocks,
-    /// epoll_wait/epoll_ctl and readiness callbacks.
+    /// The event interface: epoll_wait/epoll_ctl and readiness callbacks,
+    /// or io_uring's own submission and completion work (`uring`).
     Epoll,
     /// The file layer: read/write/writev on a socket fd, fd tables, socket
     /// files, inodes and dentries created and freed, sendfile and splice.

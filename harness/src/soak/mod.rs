@@ -131,6 +131,9 @@ pub fn run(plan: &SoakPlan) -> Result<Outcome, String> {
         Err(StartError::Failed { why, tail }) => {
             return Err(format!("{} did not start: {why}\n{tail}", plan.variant))
         }
+        Err(StartError::Unavailable(why)) => {
+            return Err(format!("{} cannot run here: {why}", plan.variant))
+        }
     };
     let mut notes = plan.placement.warnings.clone();
     eprintln!(

@@ -149,7 +149,7 @@ pub fn run(args: &VsWrkArgs, own_dir: &Path) -> Result<u8, String> {
     let (mut server, _prefix) = match launcher.start(NGINX, ground.scratch(), NGINX) {
         Ok(s) => s,
         Err(LaunchError::Interrupted) => return Ok(130),
-        Err(LaunchError::Setup(why)) => return Err(why),
+        Err(LaunchError::Setup(why) | LaunchError::Unavailable(why)) => return Err(why),
         Err(LaunchError::Failed { why, tail }) => {
             return Err(with_tail(format!("nginx did not start: {why}"), &tail))
         }

@@ -263,7 +263,7 @@ fn one(
             row.failure = Some("interrupted".into());
             return row;
         }
-        Err(LaunchError::Setup(why)) => {
+        Err(LaunchError::Setup(why) | LaunchError::Unavailable(why)) => {
             row.failure = Some(why);
             return row;
         }

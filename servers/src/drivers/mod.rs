@@ -7,6 +7,8 @@
 //!   (the `blocking` and `threadpool` variants);
 //! - [`readiness`]: an edge-triggered epoll loop over many non-blocking
 //!   sockets (`epoll`, and one per thread in `epoll-threads`);
+//! - [`completion`]: an io_uring per thread, multishot accept and receive,
+//!   sends batched per loop iteration (`uring`);
 //! - [`offload`]: not a driver but where a driver's blocking jobs can run —
 //!   a worker pool that completes back into the loop;
 //! - [`processes`]: not a driver either: forking and reaping the serving
@@ -23,6 +25,7 @@ use crate::sys::signal::Shutdown;
 
 pub mod accept;
 pub mod blocking;
+pub mod completion;
 pub mod offload;
 pub mod processes;
 pub mod readiness;

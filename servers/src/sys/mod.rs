@@ -30,3 +30,4 @@ pub mod signal;
 pub mod socket;
 pub mod time;
 pub mod unix;
+pub mod uring;

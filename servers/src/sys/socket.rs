@@ -46,6 +46,22 @@ pub fn local_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddrV4> {
     Ok(from_sockaddr(&sa))
 }
 
+/// The address of the peer of a connected socket (`getpeername(2)`): for a
+/// socket accepted by a request that reports no address (io_uring's
+/// multishot accept).
+pub fn peer_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddrV4> {
+    // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
+    let mut sa: libc::sockaddr_in = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // `fd` is open for the borrow; `sa` and `len` are valid for writes.
+    syscall!(getpeername(
+        fd.as_raw_fd(),
+        &mut sa as *mut libc::sockaddr_in as *mut libc::sockaddr,
+        &mut len
+    ))?;
+    Ok(from_sockaddr(&sa))
+}
+
 /// Accept one connection. `nonblocking` sets `O_NONBLOCK` on the new socket
 /// in the same syscall (accept4), and it is always close-on-exec.
 pub fn accept(listener: BorrowedFd<'_>, nonblocking: bool) -> io::Result<(OwnedFd, SocketAddrV4)> {
