@@ -1177,6 +1177,18 @@ impl Stats {
         }
         let threads = num("threads");
         assert!(threads >= 1, "/stats threads = {threads}: {raw}");
+        let processes = num("processes");
+        assert!(processes >= 1, "/stats processes = {processes}: {raw}");
+        // The sum behind the mean (both from the same nanoseconds, each rounded).
+        let (sum, requests) = (num("service_us_total") as f64, num("total_requests") as f64);
+        let mean = j
+            .get("mean_service_us")
+            .and_then(Json::as_f64)
+            .unwrap_or(0.0);
+        assert!(
+            (mean * requests - sum).abs() <= 1.0 + 0.0005 * requests,
+            "/stats service_us_total {sum} is not mean_service_us × total_requests: {raw}"
+        );
         let status = j
             .get("status")
             .and_then(Json::as_obj)

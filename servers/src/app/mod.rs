@@ -1,9 +1,9 @@
 //! The application: routes a parsed request to a response.
 //!
 //! It sits above the sans-IO [`crate::http`] core and below the connection
-//! state machine: the router and handlers (static files, `/stats`,
-//! `/sleep`, CGI, uploads, sessions) and the access log live here, and may
-//! open files and start processes; `http` never does.
+//! state machine: the router and handlers (static files, `/stats` and its
+//! `/dashboard`, `/sleep`, CGI, uploads, sessions) and the access log live
+//! here, and may open files and start processes; `http` never does.
 //!
 //! Every variant calls the same [`App::respond`], so the bytes on the wire are
 //! identical across concurrency models (apart from the Date header).
@@ -34,6 +34,7 @@ use uploads::Uploads;
 
 pub mod access_log;
 pub mod cgi;
+pub mod dashboard;
 pub mod dynamic;
 pub mod file_cache;
 pub mod files;
@@ -439,6 +440,7 @@ impl App {
                     head_only,
                 )
             }
+            "/dashboard" => dashboard::respond(out, conn, head_only),
             "/sleep" => return sleep(req, conn, head_only, out),
             "/session" => self.session(req, conn, head_only, out),
             path => self.static_file(req, path, conn, head_only, out),

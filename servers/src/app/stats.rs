@@ -27,14 +27,18 @@ pub struct Stats {
 
 impl Stats {
     /// Counters for `shards` writers (threads or processes) of `variant`,
-    /// which runs `threads` threads or processes.
+    /// which runs `threads` threads or processes. The calling process is
+    /// counted as the first serving process; a model that forks more counts
+    /// them with [`Shard::process_started`] and [`Shard::process_exited`].
     pub fn new(variant: &'static str, threads: usize, shards: usize) -> io::Result<Self> {
-        Ok(Stats {
+        let stats = Stats {
             variant,
             threads,
             started: Instant::now(),
             shards: SharedSlice::new(shards.max(1))?,
-        })
+        };
+        stats.shard(0).process_started();
+        Ok(stats)
     }
 
     /// The shard of writer number `i`.
@@ -52,7 +56,11 @@ impl Stats {
         Snapshot::sum(self.shards.iter())
     }
 
-    /// The `/stats` body.
+    /// The `/stats` body. Counters and gauges only, no rates: a reader
+    /// (the dashboard) takes deltas of two bodies and divides
+    /// by the difference of their `uptime_seconds`, the server's own clock.
+    /// `service_us_total` is the sum behind `mean_service_us`, so a reader
+    /// can take the mean over its own interval. New keys go at the end.
     pub fn to_json(&self) -> String {
         let s = self.snapshot();
         let status: Vec<String> = s
@@ -64,7 +72,8 @@ impl Stats {
             concat!(
                 "{{\"variant\":\"{}\",\"threads\":{},\"uptime_seconds\":{:.3},",
                 "\"active_connections\":{},\"total_connections\":{},\"total_requests\":{},",
-                "\"bytes_sent\":{},\"shed\":{},\"status\":{{{}}},\"mean_service_us\":{:.3}}}"
+                "\"bytes_sent\":{},\"shed\":{},\"status\":{{{}}},\"mean_service_us\":{:.3},",
+                "\"processes\":{},\"service_us_total\":{}}}"
             ),
             self.variant,
             self.threads,
@@ -75,7 +84,9 @@ impl Stats {
             s.bytes_sent,
             s.shed,
             status.join(","),
-            s.mean_service_us()
+            s.mean_service_us(),
+            s.processes,
+            s.service_ns / 1000,
         )
     }
 }
@@ -99,5 +110,9 @@ mod tests {
         assert!(json.contains("\"status\":{\"200\":1,\"404\":1}"), "{json}");
         assert!(json.contains("\"mean_service_us\":2.000"), "{json}");
         assert!(json.contains("\"active_connections\":1"), "{json}");
+        assert!(
+            json.ends_with(",\"processes\":1,\"service_us_total\":4}"),
+            "{json}"
+        );
     }
 }

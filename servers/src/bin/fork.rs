@@ -189,6 +189,7 @@ fn accept_loop(
             Ok(Fork::Child) => return Ok(Role::Child(fd, peer, slot)),
             Ok(Fork::Parent(pid)) => {
                 children.by_pid.insert(pid, slot);
+                shard.process_started();
             }
             Err(e) => {
                 children.free.push(slot);
@@ -220,6 +221,7 @@ fn child_exited(server: &Server, children: &mut Children, pid: i32, status: Wait
         return;
     };
     children.free.push(slot);
+    server.app.stats().shard(0).process_exited();
     if status != WaitStatus::Exited(0) {
         server.app.stats().shard(0).conn_closed();
         eprintln!("fork: child {pid} ended with {status}");

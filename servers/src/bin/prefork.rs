@@ -424,6 +424,7 @@ impl<'a> Master<'a> {
                 slot,
             })),
             Fork::Parent(pid) => {
+                self.server.app.stats().shard(0).process_started();
                 self.workers.push(Worker {
                     pid,
                     slot,
@@ -446,6 +447,7 @@ impl<'a> Master<'a> {
         };
         let w = self.workers.swap_remove(i);
         self.free.push(w.slot);
+        self.server.app.stats().shard(0).process_exited();
         let load = &self.loads[w.slot];
         let received = load.received.load(Relaxed);
         let finished = load.finished.load(Relaxed);

@@ -25,6 +25,7 @@ pub struct Shard {
     conns_total: AtomicU64,
     conns_active: AtomicU64,
     shed: AtomicU64,
+    processes: AtomicU64,
     status: [AtomicU64; CODES],
 }
 
@@ -44,6 +45,7 @@ impl Shard {
             conns_total: AtomicU64::new(0),
             conns_active: AtomicU64::new(0),
             shed: AtomicU64::new(0),
+            processes: AtomicU64::new(0),
             status: [const { AtomicU64::new(0) }; CODES],
         }
     }
@@ -78,6 +80,18 @@ impl Shard {
     pub fn shed(&self) {
         self.shed.fetch_add(1, Relaxed);
     }
+
+    /// A process serving this server started (its parent counts it when it
+    /// forks it, so a child that dies before running still gets counted
+    /// down by the parent that reaps it).
+    pub fn process_started(&self) {
+        self.processes.fetch_add(1, Relaxed);
+    }
+
+    /// A process counted by [`Shard::process_started`] was reaped.
+    pub fn process_exited(&self) {
+        self.processes.fetch_sub(1, Relaxed);
+    }
 }
 
 /// A consistent-enough sum of shards.
@@ -95,6 +109,8 @@ pub struct Snapshot {
     pub conns_active: u64,
     /// Clients or requests turned away with 503.
     pub shed: u64,
+    /// Processes serving now.
+    pub processes: u64,
     /// Responses by status code, codes with a zero count left out.
     pub status: Vec<(u16, u64)>,
 }
@@ -111,6 +127,7 @@ impl Snapshot {
             s.conns_total = s.conns_total.wrapping_add(sh.conns_total.load(Relaxed));
             s.conns_active = s.conns_active.wrapping_add(sh.conns_active.load(Relaxed));
             s.shed = s.shed.wrapping_add(sh.shed.load(Relaxed));
+            s.processes = s.processes.wrapping_add(sh.processes.load(Relaxed));
             for (c, v) in codes.iter_mut().zip(sh.status.iter()) {
                 *c += v.load(Relaxed);
             }
@@ -150,6 +167,10 @@ mod tests {
         shards[0].request_done(404, 0);
         shards[1].shed();
         shards[2].bytes_sent(7);
+        // Two processes forked and counted by one writer, one reaped by another.
+        shards[0].process_started();
+        shards[0].process_started();
+        shards[3].process_exited();
         let s = Snapshot::sum(shards.iter());
         assert_eq!(s.requests, 4001);
         assert_eq!(s.conns_total, 4000);
@@ -157,5 +178,6 @@ mod tests {
         assert_eq!(s.status, vec![(200, 4000), (404, 1)]);
         assert_eq!((s.shed, s.bytes_sent), (1, 7));
         assert_eq!(s.service_ns, 40_000);
+        assert_eq!(s.processes, 1);
     }
 }
