@@ -3,7 +3,8 @@
 //! outlives until `--file-cache-valid` passes), the same bytes as without
 //! the cache, Range / HEAD / 304 from it, least-recently-used eviction
 //! within the byte bound, virtual hosts kept apart, and the traversal and
-//! symlink rules of an uncached request.
+//! symlink rules of an uncached request. The cache is per process: on the
+//! process models a case talks to one child or worker over one connection.
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use servers::variants::Variant;
+use servers::variants::{KeepAlive, Variant};
 
 /// Long enough that nothing is revalidated during a case that relies on a
 /// cached copy outliving the disk.
@@ -39,27 +40,52 @@ fn without_date(r: Response) -> (String, Vec<u8>) {
     (head, r.body)
 }
 
+/// Requests that reach one serving process, whose cache is what a case
+/// looks at (the cache is per process): one keep-alive connection, which a
+/// process model serves from one child or worker throughout; a new
+/// connection each time where the model does not keep connections (and is
+/// one process).
+struct Client<'a> {
+    server: &'a Server,
+    kept: Option<Conn>,
+}
+
+impl<'a> Client<'a> {
+    fn new(v: &Variant, server: &'a Server) -> Client<'a> {
+        let kept = (v.keep_alive != KeepAlive::Never).then(|| server.conn());
+        Client { server, kept }
+    }
+
+    fn roundtrip(&mut self, raw: &[u8], head: bool) -> Response {
+        match &mut self.kept {
+            Some(c) => c.roundtrip(raw, head),
+            None => self.server.conn().roundtrip(raw, head),
+        }
+    }
+
+    fn get(&mut self, path: &str) -> Response {
+        self.roundtrip(&get_req(path), false)
+    }
+}
+
 /// A hit touches no file: deleted on disk, the file is still served until
 /// the validity period ends, then 404.
 fn a_hit_needs_no_file(v: &'static Variant) {
     let docroot = DocRoot::build();
     fs::write(docroot.root.join("gone.txt"), b"cached copy\n").unwrap();
     let server = cached_server(v, &docroot.root, "1m", "1500ms");
-    server
-        .conn()
-        .get("/gone.txt")
+    let mut c = Client::new(v, &server);
+    c.get("/gone.txt")
         .expect_body(b"cached copy\n", "first GET (a miss)");
     fs::remove_file(docroot.root.join("gone.txt")).unwrap();
-    server
-        .conn()
-        .get("/gone.txt")
+    c.get("/gone.txt")
         .expect_status(
             200,
             "GET after the file was deleted, within --file-cache-valid",
         )
         .expect_body(b"cached copy\n", "the cached copy");
     let gone = wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
-        server.conn().get("/gone.txt").status == 404
+        c.get("/gone.txt").status == 404
     });
     assert!(
         gone,
@@ -74,13 +100,11 @@ fn a_changed_file_is_served_fresh_after_the_validity_period(v: &'static Variant)
     let path = docroot.root.join("news.txt");
     fs::write(&path, b"old\n").unwrap();
     let server = cached_server(v, &docroot.root, "1m", "1s");
-    server
-        .conn()
-        .get("/news.txt")
-        .expect_body(b"old\n", "first GET");
+    let mut c = Client::new(v, &server);
+    c.get("/news.txt").expect_body(b"old\n", "first GET");
     fs::write(&path, b"new, and longer\n").unwrap();
     let fresh = wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
-        server.conn().get("/news.txt").body == b"new, and longer\n"
+        c.get("/news.txt").body == b"new, and longer\n"
     });
     assert!(fresh, "[{}] the rewritten file never came through", v.name);
 }
@@ -134,12 +158,13 @@ fn range_head_and_304_from_the_cache(v: &'static Variant) {
     }
     // Warm the cache, then take the files away: what follows can only
     // come from memory.
-    server.conn().get("/range.txt");
-    server.conn().get("/dated.txt");
+    let mut c = Client::new(v, &server);
+    c.get("/range.txt");
+    c.get("/dated.txt");
     fs::remove_file(docroot.root.join("range.txt")).unwrap();
     fs::remove_file(docroot.root.join("dated.txt")).unwrap();
     for ((what, raw, head), want) in requests.iter().zip(want) {
-        let got = without_date(server.conn().roundtrip(raw, *head));
+        let got = without_date(c.roundtrip(raw, *head));
         assert_eq!(
             got, want,
             "[{}] {what} from the cache differs from the uncached answer",

@@ -121,7 +121,8 @@ pub struct BenchArgs {
     /// Workload (repeatable or comma-separated): plaintext, json, static-1k,
     /// static-1k-cached (the same file with the variants' --file-cache 64m and
     /// nginx's open_file_cache on), static-1m (sendfile), pipelined
-    /// (plaintext, 16 deep) [default: plaintext]
+    /// (plaintext, 16 deep), plaintext-close (Connection: close, a new
+    /// connection per request) [default: plaintext]
     #[arg(long = "workload", value_name = "W", value_enum, value_delimiter = ',')]
     pub workloads: Vec<Workload>,
     /// Load generator: the project's loadgen, or wrk (its output parsed)

@@ -380,6 +380,7 @@ impl Sweep<'_> {
             connections,
             duration,
             pipeline: workload.pipeline(),
+            close: workload.closes(),
         }
     }
 

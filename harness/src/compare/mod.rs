@@ -183,6 +183,7 @@ fn load_for(port: u16, w: Workload, connections: u32, duration: std::time::Durat
         connections,
         duration,
         pipeline: w.pipeline(),
+        close: w.closes(),
     }
 }
 

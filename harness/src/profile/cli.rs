@@ -80,7 +80,7 @@ pub struct ProfileArgs {
     /// Only rewrite the aggregate files from the profiles already in --out
     #[arg(long, conflicts_with_all = ["variants", "all"])]
     pub replot: bool,
-    /// Workload: plaintext, json, static-1k, static-1k-cached (file caches on), static-1m, pipelined
+    /// Workload: plaintext, json, static-1k, static-1k-cached (file caches on), static-1m, pipelined, plaintext-close
     #[arg(long, value_name = "W", value_enum, default_value = "plaintext")]
     pub workload: Workload,
     /// Connections of the load

@@ -365,6 +365,7 @@ impl Session<'_> {
             connections: self.plan.connections,
             duration,
             pipeline: w.pipeline(),
+            close: w.closes(),
         }
     }
 

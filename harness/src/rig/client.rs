@@ -62,6 +62,8 @@ pub struct Load {
     pub duration: Duration,
     /// Requests written back to back per connection (1 = no pipelining).
     pub pipeline: usize,
+    /// Every request says `Connection: close`: a new connection each.
+    pub close: bool,
 }
 
 /// Error counts by kind (a request or connection counted once).
@@ -164,6 +166,9 @@ impl Client {
                     a.push("--pipeline".into());
                     a.push(load.pipeline.to_string().into());
                 }
+                if load.close {
+                    a.extend(["-H".into(), "Connection: close".into()]);
+                }
                 a.push(load.url.clone().into());
                 Ok(a)
             }
@@ -188,8 +193,11 @@ impl Client {
                     "--latency".into(),
                     "-s".into(),
                     script.into(),
-                    load.url.clone().into(),
                 ];
+                if load.close {
+                    a.extend(["-H".into(), "Connection: close".into()]);
+                }
+                a.push(load.url.clone().into());
                 if load.pipeline > 1 {
                     a.extend([
                         "--".into(),

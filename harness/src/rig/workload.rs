@@ -30,17 +30,22 @@ pub enum Workload {
     Static1m,
     /// GET /plaintext, 16 requests written back to back per connection.
     Pipelined,
+    /// GET /plaintext with `Connection: close`: a new connection per
+    /// request, so what is measured is the model's cost per connection.
+    #[value(name = "plaintext-close")]
+    PlaintextClose,
 }
 
 impl Workload {
     /// Every workload, in the order `--help` lists them.
-    pub const ALL: [Workload; 6] = [
+    pub const ALL: [Workload; 7] = [
         Workload::Plaintext,
         Workload::Json,
         Workload::Static1k,
         Workload::Static1kCached,
         Workload::Static1m,
         Workload::Pipelined,
+        Workload::PlaintextClose,
     ];
 
     /// The name used on the command line and in the CSV.
@@ -52,13 +57,14 @@ impl Workload {
             Workload::Static1kCached => "static-1k-cached",
             Workload::Static1m => "static-1m",
             Workload::Pipelined => "pipelined",
+            Workload::PlaintextClose => "plaintext-close",
         }
     }
 
     /// The request path.
     pub fn path(self) -> &'static str {
         match self {
-            Workload::Plaintext | Workload::Pipelined => "/plaintext",
+            Workload::Plaintext | Workload::Pipelined | Workload::PlaintextClose => "/plaintext",
             Workload::Json => "/json",
             Workload::Static1k | Workload::Static1kCached => "/static-1k.bin",
             Workload::Static1m => "/static-1m.bin",
@@ -77,7 +83,9 @@ impl Workload {
     /// server before measuring, so a broken route is not benchmarked).
     pub fn body_len(self) -> usize {
         match self {
-            Workload::Plaintext | Workload::Pipelined => "Hello, World!".len(),
+            Workload::Plaintext | Workload::Pipelined | Workload::PlaintextClose => {
+                "Hello, World!".len()
+            }
             Workload::Json => r#"{"message":"Hello, World!"}"#.len(),
             Workload::Static1k | Workload::Static1kCached => 1024,
             Workload::Static1m => 1024 * 1024,
@@ -86,6 +94,11 @@ impl Workload {
 }
 
 impl Workload {
+    /// Whether every request asks for `Connection: close`.
+    pub fn closes(self) -> bool {
+        self == Workload::PlaintextClose
+    }
+
     /// Whether servers run with their file caches on for this workload.
     pub fn file_cache(self) -> bool {
         self == Workload::Static1kCached

@@ -74,6 +74,7 @@ fn load(
         connections,
         duration,
         pipeline,
+        close: false,
     }
 }
 
