@@ -41,8 +41,26 @@ pub fn become_child_subreaper() -> io::Result<()> {
     Ok(())
 }
 
-/// The pids whose parent is `parent` (a scan of `/proc/*/stat`).
+/// The pids whose parent is `parent`: read from each of its threads'
+/// `/proc/PID/task/TID/children` (a few small reads), or, on a kernel
+/// without that file, by a scan of every `/proc/*/stat` — which costs a
+/// read per process on the machine, too much to do once per connection.
 pub fn children_of(parent: i32) -> Vec<i32> {
+    children_from_tasks(parent).unwrap_or_else(|| children_by_scan(parent))
+}
+
+fn children_from_tasks(parent: i32) -> Option<Vec<i32>> {
+    let tasks = std::fs::read_dir(format!("/proc/{parent}/task")).ok()?;
+    let mut pids = Vec::new();
+    for task in tasks {
+        let path = task.ok()?.path().join("children");
+        let list = std::fs::read_to_string(path).ok()?;
+        pids.extend(list.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+    }
+    Some(pids)
+}
+
+fn children_by_scan(parent: i32) -> Vec<i32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
