@@ -163,6 +163,10 @@ impl Fixture {
             "#!/bin/sh\nprintf 'Status: 404 Not Found\\r\\nContent-Type: text/plain\\r\\n\\r\\nno such thing here\\n'\n",
         );
         write_exec(
+            &cgi.join("status204"),
+            "#!/bin/sh\nprintf 'Status: 204\\r\\nContent-Type: text/plain\\r\\n\\r\\nnot for the client\\n'\n",
+        );
+        write_exec(
             &cgi.join("nocontenttype"),
             "#!/bin/sh\nprintf 'X-Whatever: 1\\r\\n\\r\\nbody without a content type\\n'\n",
         );
@@ -407,6 +411,7 @@ fn main_cases() -> Vec<(&'static str, MainCase)> {
         ("cgi_post_body_on_stdin", cgi_post_body_on_stdin),
         ("cgi_post_body_larger_than_a_pipe_buffer", cgi_post_big_body),
         ("cgi_status_header_404", cgi_status_404),
+        ("cgi_204_has_no_body", cgi_204_has_no_body),
         (
             "cgi_missing_content_type_or_separator_502",
             cgi_bad_output_502,
@@ -879,6 +884,26 @@ fn cgi_status_404(ctx: &Ctx) {
         "Content-Type from the script\n{}",
         r.summary()
     );
+}
+
+/// A script answering 204 with a body anyway: the body is dropped and no
+/// Content-Length sent, so the next response on the connection is read as
+/// itself (a 204 ends at its head).
+fn cgi_204_has_no_body(ctx: &Ctx) {
+    let mut c = Conn::connect(ctx.addr);
+    let r = c.roundtrip(&get_req("/cgi-bin/status204"), false);
+    r.expect_status(204, "GET /cgi-bin/status204");
+    assert_eq!(
+        r.header("content-length"),
+        None,
+        "a 204 with Content-Length\n{}",
+        r.summary()
+    );
+    if !r.says_close() {
+        c.roundtrip(&get_req("/plaintext"), false)
+            .expect_status(200, "the request after a 204 on the same connection")
+            .expect_body(b"Hello, World!", "GET /plaintext after a 204");
+    }
 }
 
 fn cgi_bad_output_502(ctx: &Ctx) {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::catalog::NGINX;
+use crate::catalog::{self, NGINX};
 use crate::format::{self, minutes};
 use crate::machine::Machine;
 use crate::procfs::{self, Usage};
@@ -288,24 +288,25 @@ impl Session<'_> {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let pids = pid_list(&server.tree_pids());
+        let (target, pids) = perf_target(name, server, &plan.placement.server_cpus);
         let data = dir.join("perf.data");
-        let args: Vec<String> = vec![
+        let mut args: Vec<String> = vec![
             "record".into(),
             "-e".into(),
             "cpu-clock".into(),
             "-g".into(),
-            "-p".into(),
-            pids.clone(),
+        ];
+        args.extend(target);
+        args.extend([
             "-o".into(),
             data.to_string_lossy().into_owned(),
             "--".into(),
             "sleep".into(),
             format!("{:.3}", plan.record.as_secs_f64()),
-        ];
+        ]);
         let perf_record = format!("perf {}", args.join(" "));
         eprintln!(
-            "  {name}: recording {} (pids {pids}) under {} connections",
+            "  {name}: recording {} ({pids}) under {} connections",
             secs(plan.record),
             plan.connections
         );
@@ -421,8 +422,8 @@ impl Session<'_> {
         let mut ack_f = OpenOptions::new().read(true).write(true).open(&ack)?;
         let csv = self.scratch.join(format!("{name}.stat.csv"));
         let events = syscalls::events(syscalls::tracefs().as_deref()).join(",");
-        let pids = pid_list(&server.tree_pids());
-        let args: Vec<String> = vec![
+        let (target, _) = perf_target(name, server, &self.plan.placement.server_cpus);
+        let mut args: Vec<String> = vec![
             "stat".into(),
             "-x,".into(),
             "-o".into(),
@@ -433,9 +434,8 @@ impl Session<'_> {
             format!("fifo:{},{}", ctl.display(), ack.display()),
             "-e".into(),
             events,
-            "-p".into(),
-            pids,
         ];
+        args.extend(target);
         let command = format!(
             "perf stat -x, -e {},syscalls:sys_enter_{{{} tracked syscalls}} -p PIDS (enabled for the load only)",
             syscalls::TOTAL_EVENT,
@@ -688,6 +688,24 @@ fn write(path: &Path, data: &[u8]) -> Result<(), Stop> {
 }
 
 /// `12,13`
+/// What perf watches, and how to name it: the server's processes and
+/// threads (`-p`), or, for a model that forks a process per connection
+/// (whose children come and go faster than perf can attach, and which
+/// `perf -p` does not follow), everything on the server's CPUs (`-a -C`),
+/// which the placement gives the server alone.
+fn perf_target(name: &str, server: &Server, cpus: &[usize]) -> (Vec<String>, String) {
+    let per_connection = catalog::variant(name)
+        .is_some_and(|v| v.processes == servers::variants::Processes::PerConnection);
+    if per_connection {
+        let list = format::cpus(cpus);
+        let what = format!("all of CPU(s) {list}");
+        (vec!["-a".into(), "-C".into(), list], what)
+    } else {
+        let pids = pid_list(&server.tree_pids());
+        (vec!["-p".into(), pids.clone()], format!("pids {pids}"))
+    }
+}
+
 fn pid_list(pids: &[u32]) -> String {
     pids.iter()
         .map(u32::to_string)

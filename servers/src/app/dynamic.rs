@@ -297,15 +297,20 @@ fn cgi_finished(resp: CgiResponse, conn: ConnHeader, head_only: bool) -> Finishe
     let extra: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
     let len = resp.body.len();
     let mut bytes = Vec::with_capacity(256);
+    // 204 and 304 end at their head (RFC 9110 §6.4.1): a body the script
+    // wrote would be read as the next response, and a 204 carries no
+    // Content-Length either (§8.6). What it wrote is dropped.
+    let bodyless = matches!(resp.status, 204 | 304);
+    let framed = (!bodyless).then_some(len);
     write_head(
         &mut bytes,
         resp.status,
         resp.content_type(),
-        Some(len),
+        framed,
         conn,
         &extra,
     );
-    if head_only {
+    if head_only || bodyless {
         return Finished::new(resp.status, bytes, 0);
     }
     match resp.body {

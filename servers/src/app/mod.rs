@@ -125,7 +125,8 @@ impl Job {
         done
     }
 
-    /// The job will not run (its queue is full): answer 503 instead.
+    /// The job will not run (its queue is full, or it waited past the
+    /// queue deadline): answer 503 instead.
     pub fn refuse(self) -> Finished {
         let mut out = Outbox::new();
         let mark = out.mark();

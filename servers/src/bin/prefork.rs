@@ -64,6 +64,7 @@ use servers::drivers::accept::AcceptBackoff;
 use servers::drivers::blocking::{self, Env};
 use servers::drivers::processes::{self, Reaper};
 use servers::drivers::turn_away;
+use servers::http::stats::Shard;
 use servers::sys;
 use servers::sys::process::{Fork, PollFd, WaitStatus};
 use servers::sys::shm::{SharedSlice, Zeroable};
@@ -394,6 +395,7 @@ impl<'a> Master<'a> {
         self.spawn_after = None;
         while self.open_channels().count() < self.plan.workers {
             let Some(slot) = self.free.pop() else {
+                self.make_room();
                 break;
             };
             match self.spawn(slot) {
@@ -489,6 +491,28 @@ impl<'a> Master<'a> {
             n += 1;
         }
         eprintln!("prefork: SIGHUP: starting new workers; {n} old one(s) finish their connections");
+    }
+
+    /// Every slot is taken by workers still finishing after restarts (a
+    /// SIGHUP came before the last one's old workers were done): tell the
+    /// oldest of them to drain now, so their slots come back when they
+    /// exit, rather than leave new connections without a worker.
+    fn make_room(&mut self) {
+        let missing = self.plan.workers - self.open_channels().count();
+        let mut retired: Vec<&mut Worker> = self
+            .workers
+            .iter_mut()
+            .filter(|w| matches!(w.retired, Some((_, false))))
+            .collect();
+        retired.sort_by_key(|w| w.retired.map(|(at, _)| at));
+        for w in retired.into_iter().take(missing) {
+            eprintln!(
+                "prefork: no free worker slot: old worker {} told to drain now",
+                w.pid
+            );
+            let _ = sys::process::kill(w.pid, sys::process::SIGTERM);
+            w.retired = w.retired.map(|(at, _)| (at, true));
+        }
     }
 
     /// Retired workers still busy after `--shutdown-timeout` are told to drain.
@@ -626,12 +650,7 @@ fn serve_channel(server: &Server, channel: &OwnedFd, shard: usize, load: &Load) 
             Ok((6, Some(fd))) => {
                 load.received.fetch_add(1, Relaxed);
                 blocking::serve(fd, decode_peer(&peer), server.parser(), &env);
-                env.shard.conn_closed();
-                load.finished.fetch_add(1, SeqCst);
-                if load.master_waits.swap(false, SeqCst) {
-                    // The master holds a connection for a free thread: this one.
-                    let _ = sys::io::send(channel.as_fd(), b"free", false);
-                }
+                connection_done(channel, load, env.shard);
             }
             Ok((0, None)) => return, // the master closed the socket
             Ok(_) => eprintln!("prefork worker: a malformed message on the master's socket"),
@@ -645,9 +664,18 @@ fn serve_channel(server: &Server, channel: &OwnedFd, shard: usize, load: &Load) 
                     return;
                 }
                 load.received.fetch_add(1, Relaxed);
-                env.shard.conn_closed();
-                load.finished.fetch_add(1, Relaxed);
+                connection_done(channel, load, env.shard);
             }
         }
+    }
+}
+
+/// A connection this worker took is over (served, or lost on arrival):
+/// count it, and tell a master waiting for a free thread that this one is.
+fn connection_done(channel: &OwnedFd, load: &Load, shard: &Shard) {
+    shard.conn_closed();
+    load.finished.fetch_add(1, SeqCst);
+    if load.master_waits.swap(false, SeqCst) {
+        let _ = sys::io::send(channel.as_fd(), b"free", false);
     }
 }

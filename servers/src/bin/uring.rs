@@ -170,7 +170,12 @@ fn main() -> anyhow::Result<()> {
                     .name(format!("ring-{i}"))
                     .spawn_scoped(s, move || -> anyhow::Result<()> {
                         if let Some(cpus) = cpus {
-                            sys::affinity::pin_current_thread(&[cpus[i % cpus.len()]])?;
+                            let pinned = sys::affinity::pin_current_thread(&[cpus[i % cpus.len()]]);
+                            if let Err(e) = pinned {
+                                let _ =
+                                    ready.send(Err(std::io::Error::new(e.kind(), e.to_string())));
+                                return Err(e.into());
+                            }
                         }
                         let prepared = match completion::prepare(listener, tuning) {
                             Ok(p) => {
@@ -194,6 +199,10 @@ fn main() -> anyhow::Result<()> {
                     })
             })
             .collect::<Result<_, _>>()?;
+        // Only the loops hold senders now: a loop that ends (or panics)
+        // before reporting closes its sender, so the count below cannot
+        // wait forever.
+        drop(ready_tx);
         let set_up = (0..threads)
             .map(|_| {
                 ready

@@ -257,9 +257,12 @@ impl Prepared {
             received: false,
             bufs_touched: false,
         };
-        let result = lp.run();
+        // Even when the loop panics, what the kernel may still read or
+        // write must not go back to the allocator while the ring is torn
+        // down: leak it first, then let the panic go on.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lp.run()));
         lp.leak_what_the_kernel_may_touch();
-        result
+        result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 }
 
@@ -325,6 +328,7 @@ impl<'e> Loop<'_, 'e> {
             }
             let jobs = self.env.offload.map_or(0, Handle::in_flight);
             if self.draining && self.table.live == 0 && jobs == 0 {
+                self.submit_last();
                 return Ok(());
             }
             if self.draining && now >= drain_deadline {
@@ -332,6 +336,7 @@ impl<'e> Loop<'_, 'e> {
                     "shutdown timeout: dropping {} connection(s) still busy ({jobs} handler(s) running)",
                     self.table.live
                 );
+                self.submit_last();
                 return Ok(());
             }
             if now >= next_sweep {
@@ -843,6 +848,17 @@ impl<'e> Loop<'_, 'e> {
         self.free_if_done(idx);
     }
 
+    /// Hand the kernel what is still queued (the last connections' cancels
+    /// and closes) before the loop returns: the ring acts only on what it
+    /// was given, and the process may live on while other loops drain.
+    fn submit_last(&mut self) {
+        for _ in 0..16 {
+            if self.ring.enter(Duration::ZERO).is_err() || self.ring.backlogged() == 0 {
+                break;
+            }
+        }
+    }
+
     fn free_if_done(&mut self, idx: usize) {
         let done = self.table.slots[idx]
             .as_ref()
@@ -884,7 +900,7 @@ impl<'e> Loop<'_, 'e> {
         // (once per quiet spell), as a quiet connection's buffers do.
         let received = std::mem::take(&mut self.received);
         self.bufs_touched |= received;
-        if !received && self.bufs_touched {
+        if !received && self.bufs_touched && self.ring.buffers_at_rest() {
             self.bufs_touched = false;
             self.bufs.release_pages();
         }

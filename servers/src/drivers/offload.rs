@@ -1,5 +1,5 @@
-//! The worker pool behind `epoll-threads`: blocking handlers (`/sleep`, CGI,
-//! upload fsyncs) run here so they never stall an event loop.
+//! The worker pool behind `epoll-threads` and `uring`: blocking handlers
+//! (`/sleep`, CGI, upload fsyncs) run here so they never stall an event loop.
 //!
 //! A loop hands a [`Job`] to the pool through its [`Handle`] together with a
 //! token naming the connection. A worker runs it, puts the finished response

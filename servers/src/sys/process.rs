@@ -55,7 +55,10 @@ fn children_from_tasks(parent: i32) -> Option<Vec<i32>> {
     for task in tasks {
         let path = task.ok()?.path().join("children");
         let list = std::fs::read_to_string(path).ok()?;
-        pids.extend(list.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+        pids.extend(
+            list.split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok()),
+        );
     }
     Some(pids)
 }

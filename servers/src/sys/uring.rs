@@ -88,6 +88,7 @@ pub struct Ring {
     registered: Option<u32>,
     /// Entries that found the submission queue full, oldest first.
     backlog: VecDeque<squeue::Entry>,
+    taskrun: TaskRun,
 }
 
 impl Ring {
@@ -112,6 +113,7 @@ impl Ring {
             ring,
             registered: None,
             backlog: VecDeque::new(),
+            taskrun: setup.taskrun,
         };
         r.registered = r.register_ring_fd().ok();
         Ok(r)
@@ -188,6 +190,14 @@ impl Ring {
             }
             self.backlog.pop_front();
         }
+    }
+
+    /// Whether no receive can be filling a buffer or waiting to be read from
+    /// one: deferred task work (the kernel fills buffers only inside this
+    /// thread's `enter`), nothing in the completion queue, nothing held in
+    /// overflow. Only then may [`BufRing::release_pages`] run.
+    pub fn buffers_at_rest(&mut self) -> bool {
+        self.taskrun == TaskRun::Defer && self.ring.completion().is_empty() && !self.overflowed()
     }
 
     /// Completions the kernel holds because the queue was full
@@ -289,9 +299,10 @@ impl BufRing {
         }
         br.publish();
         // SAFETY: the descriptor ring is a page-aligned mapping of `count`
-        // entries owned by `br`; a `BufRing` lives beside its `Ring` in the
-        // loop and is dropped after it (see the completion driver), and the
-        // kernel pins the pages on registration.
+        // entries owned by `br`, and the kernel pins the pages on
+        // registration. The mappings must outlive the ring's use of them:
+        // the completion driver never unmaps them (it leaks the `BufRing`
+        // when its loop ends, as the kernel may still write into it).
         unsafe {
             ring.submitter().register_buf_ring_with_flags(
                 br.entries.ptr.as_ptr() as u64,
@@ -315,6 +326,9 @@ impl BufRing {
 
     /// Give buffer `bid` back to the kernel (visible after [`BufRing::publish`]).
     pub fn recycle(&mut self, bid: u16) {
+        // A buffer id comes from a completion of this ring; anything else
+        // would hand the kernel an address outside the buffers.
+        assert!(bid < self.count, "buffer id {bid} out of {}", self.count);
         let mask = self.count - 1;
         let slot = usize::from(self.tail & mask);
         let addr = self.buffers.ptr.as_ptr() as u64 + u64::from(bid) * self.size as u64;
@@ -341,10 +355,12 @@ impl BufRing {
     /// afterwards): for a loop gone quiet, so buffers that a burst once
     /// touched do not stay resident. The buffers stay with the kernel.
     ///
-    /// The kernel writes into a buffer only while running the loop's
-    /// completion work, which happens on the loop's own thread inside its
-    /// syscalls (task work, deferred or cooperative): never during this
-    /// call, so no byte a receive delivers can be discarded by it.
+    /// Call it only when [`Ring::buffers_at_rest`]: with deferred task
+    /// work the kernel writes into a buffer only inside the loop's own
+    /// `enter`, and with the completion queue empty and nothing in overflow
+    /// no filled buffer is still waiting to be read, so no received byte
+    /// can be discarded. (With cooperative task work any syscall of the
+    /// thread may fill a buffer, so pages are never released then.)
     pub fn release_pages(&self) {
         // SAFETY: the range is exactly the buffers' mapping, private and
         // anonymous: MADV_DONTNEED only drops its pages (refaulted as zero).

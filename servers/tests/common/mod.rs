@@ -758,11 +758,15 @@ impl Conn {
             }
             None => return Err(format!("response without Date header\n{head_str}")),
         }
-        // Every response carries exactly one Content-Length. A 304 is
-        // exempt here only so the conditional-request case can report it
-        // with its own message (it checks the header itself).
+        // Every response carries exactly one Content-Length, but a 204,
+        // which must carry none (RFC 9110 §8.6). A 304 is exempt here only
+        // so the conditional-request case can report it with its own
+        // message (it checks the header itself).
         let cls = resp.headers_named("content-length");
-        if cls.len() > 1 || (cls.is_empty() && status != 304) {
+        if status == 204 && !cls.is_empty() {
+            return Err(format!("a 204 with Content-Length\n{head_str}"));
+        }
+        if cls.len() > 1 || (cls.is_empty() && !matches!(status, 204 | 304)) {
             return Err(format!(
                 "response must carry exactly one Content-Length, has {}\n{head_str}",
                 cls.len()
