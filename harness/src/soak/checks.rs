@@ -86,15 +86,28 @@ pub fn descriptors(idle: usize, peak: usize, end: Option<usize>) -> Check {
     )
 }
 
-/// No process left whose parent is the server.
-pub fn children(end: Option<&[ChildProc]>) -> Check {
-    match end {
+/// No process left whose parent is the server, but for those it had
+/// before the load (a process model's own workers, which it keeps): a
+/// zombie, or any child that came with the load and stayed, fails.
+pub fn children(idle: &[ChildProc], end: Option<&[ChildProc]>) -> Check {
+    let kept = |c: &ChildProc| c.state != 'Z' && idle.iter().any(|i| i.pid == c.pid);
+    let strays: Option<Vec<ChildProc>> =
+        end.map(|kids| kids.iter().filter(|c| !kept(c)).cloned().collect());
+    match strays.as_deref() {
         None => check(
             "children",
             false,
             "not measured (the server was gone)".into(),
         ),
-        Some([]) => check("children", true, "no child process left".into()),
+        Some([]) if idle.is_empty() => check("children", true, "no child process left".into()),
+        Some([]) => check(
+            "children",
+            true,
+            format!(
+                "no child process left but the {} the server kept from before the load",
+                idle.len()
+            ),
+        ),
         Some(kids) => check(
             "children",
             false,
@@ -202,14 +215,33 @@ mod tests {
     fn descriptors_children_requests() {
         assert!(descriptors(10, 300, Some(14)).pass);
         assert!(!descriptors(10, 300, Some(15)).pass);
-        assert!(children(Some(&[])).pass);
+        assert!(children(&[], Some(&[])).pass);
         let z = ChildProc {
             pid: 9,
             state: 'Z',
             comm: "time".into(),
         };
-        let c = children(Some(std::slice::from_ref(&z)));
+        let c = children(&[], Some(std::slice::from_ref(&z)));
         assert!(!c.pass && c.detail.contains("pid 9 (time, zombie)"), "{c}");
+        // A worker the server had before the load is its own; a new one is not.
+        let worker = ChildProc {
+            pid: 7,
+            state: 'S',
+            comm: "prefork".into(),
+        };
+        let kept = std::slice::from_ref(&worker);
+        assert!(children(kept, Some(kept)).pass);
+        let stray = ChildProc {
+            pid: 8,
+            ..worker.clone()
+        };
+        assert!(!children(kept, Some(&[worker.clone(), stray])).pass);
+        // A worker that became a zombie is no longer kept.
+        let dead = ChildProc {
+            state: 'Z',
+            ..worker.clone()
+        };
+        assert!(!children(kept, Some(&[dead])).pass);
         let ok = Ok(Counters {
             total_requests: 10,
             active_connections: 1,

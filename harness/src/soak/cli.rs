@@ -24,7 +24,8 @@ Every --report-every it prints one line: the server's RSS, descriptors, threads,
 processes, /stats total_requests and active_connections, well-behaved requests completed.
 At the end it stops the load, lets the server settle (up to 15 s) and checks: RSS within
 max(16 MiB, 25%) of its level after the warm-up, descriptors within 4 of the idle count, no
-child process (zombie or live) left, /stats total_requests at least the well-behaved count,
+child process left (zombie or live) but those it had before the load (a process model's
+workers), /stats total_requests at least the well-behaved count,
 every well-behaved request answered with the status it should, no upload left in the data dir,
 and exit status 0 after SIGTERM. One PASS/FAIL line per check; exit status 1 if any failed,
 130 after Ctrl-C.

@@ -188,7 +188,7 @@ pub fn run(plan: &SoakPlan) -> Result<Outcome, String> {
     let mut checks = vec![
         checks::rss(watch.baseline_rss, end.map(|s| s.rss_kib)),
         checks::descriptors(idle.fds, watch.peak_fds, end.map(|s| s.fds)),
-        checks::children(end.map(|s| s.children.as_slice())),
+        checks::children(&idle.children, end.map(|s| s.children.as_slice())),
         checks::requests(&settled.stats, tally.completed()),
         checks::statuses(&tally.lines()),
         checks::data_dir(&data_dir_entries(&data_dir)),
