@@ -35,6 +35,34 @@ impl Output {
     }
 }
 
+/// `harness bench --quick` over `NAME,blocking` where NAME is a fake
+/// variant (the shell `script`) beside the real `blocking` and loadgen;
+/// its output and the report directory.
+fn bench_beside_a_fake(name: &str, script: &str) -> (Output, tempfile::TempDir) {
+    let bins = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(support::loadgen_bin(), bins.path().join("loadgen")).unwrap();
+    let blocking = support::variant_bin("blocking");
+    std::os::unix::fs::symlink(&blocking, bins.path().join("blocking")).unwrap();
+    let fake = bins.path().join(name);
+    fs::write(&fake, script).unwrap();
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let o = harness(&[
+        "bench",
+        "--quick",
+        "--conns",
+        "50",
+        "--variants",
+        &format!("{name},blocking"),
+        "--no-nginx",
+        "--bin-dir",
+        bins.path().to_str().unwrap(),
+        "--out",
+        &out_arg(out.path()),
+    ]);
+    (o, out)
+}
+
 /// Run `harness ARGS` with a hard deadline.
 fn harness(args: &[&str]) -> Output {
     let dir = tempfile::tempdir().unwrap();
@@ -198,32 +226,10 @@ fn quick_sweep_of_two_variants_writes_well_formed_files() {
 
 #[test]
 fn a_variant_that_cannot_start_is_reported_and_the_sweep_goes_on() {
-    let blocking = support::variant_bin("blocking");
-    let bins = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(support::loadgen_bin(), bins.path().join("loadgen")).unwrap();
-    std::os::unix::fs::symlink(&blocking, bins.path().join("blocking")).unwrap();
-    let fake = bins.path().join("epoll");
-    fs::write(
-        &fake,
+    let (o, out) = bench_beside_a_fake(
+        "epoll",
         "#!/bin/sh\necho 'epoll: cannot bind (simulated)' >&2\nexit 3\n",
-    )
-    .unwrap();
-    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
-
-    let out = tempfile::tempdir().unwrap();
-    let o = harness(&[
-        "bench",
-        "--quick",
-        "--conns",
-        "50",
-        "--variants",
-        "epoll,blocking",
-        "--no-nginx",
-        "--bin-dir",
-        bins.path().to_str().unwrap(),
-        "--out",
-        &out_arg(out.path()),
-    ]);
+    );
     assert_eq!(
         o.code,
         Some(1),
@@ -253,36 +259,12 @@ fn a_variant_that_cannot_start_is_reported_and_the_sweep_goes_on() {
 /// sweep goes on, and a skip is no failure.
 #[test]
 fn a_variant_the_kernel_refuses_is_skipped_with_its_reason() {
-    let blocking = support::variant_bin("blocking");
-    let bins = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(support::loadgen_bin(), bins.path().join("loadgen")).unwrap();
-    std::os::unix::fs::symlink(&blocking, bins.path().join("blocking")).unwrap();
-    let fake = bins.path().join("uring");
-    fs::write(
-        &fake,
-        format!(
-            "#!/bin/sh\necho 'io_uring is unavailable: io_uring_setup failed: Operation not permitted; \
-             kernel.io_uring_disabled = 2 (0 enables it)' >&2\nexit {}\n",
-            servers::variants::EXIT_UNAVAILABLE
-        ),
-    )
-    .unwrap();
-    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
-
-    let out = tempfile::tempdir().unwrap();
-    let o = harness(&[
-        "bench",
-        "--quick",
-        "--conns",
-        "50",
-        "--variants",
-        "uring,blocking",
-        "--no-nginx",
-        "--bin-dir",
-        bins.path().to_str().unwrap(),
-        "--out",
-        &out_arg(out.path()),
-    ]);
+    let script = format!(
+        "#!/bin/sh\necho 'io_uring is unavailable: io_uring_setup failed: Operation not permitted; \
+         kernel.io_uring_disabled = 2 (0 enables it)' >&2\nexit {}\n",
+        servers::variants::EXIT_UNAVAILABLE
+    );
+    let (o, out) = bench_beside_a_fake("uring", &script);
     assert_eq!(o.code, Some(0), "a skip is no failure\n{}", o.describe());
     assert!(
         o.stderr

@@ -80,12 +80,7 @@ fn filled(v: &Variant, root: &Path, opts: &ServerOpts) {
         .expect_status(200, "before the table fills")
         .expect_not_close("the early connection stays open");
 
-    let extra: Vec<TcpStream> = (0..CLIENTS)
-        .map(|i| {
-            TcpStream::connect_timeout(&server.addr, IO_TIMEOUT)
-                .unwrap_or_else(|e| panic!("[{}] client {i}: connect: {e}", v.name))
-        })
-        .collect();
+    let extra = connect_many(&server, v, CLIENTS);
     wait_for_pause(&server);
     table_stays_quiet(&server);
 
@@ -133,12 +128,7 @@ fn squeezed(v: &Variant, root: &Path, opts: &ServerOpts) {
     assert_eq!(seen, idle, "[{}] the first client is not closed", v.name);
     squeeze(&server);
     wait_for_pause(&server);
-    let extra: Vec<TcpStream> = (0..8)
-        .map(|i| {
-            TcpStream::connect_timeout(&server.addr, IO_TIMEOUT)
-                .unwrap_or_else(|e| panic!("[{}] client {i}: connect: {e}", v.name))
-        })
-        .collect();
+    let extra = connect_many(&server, v, 8);
     table_stays_quiet(&server);
 
     drop(extra);
@@ -173,12 +163,7 @@ fn squeezed_processes(v: &Variant, root: &Path, opts: &ServerOpts) {
         .expect_status(200, "the connection survives its 503");
     drop(held);
     // New clients: the accepting process cannot take them.
-    let extra: Vec<TcpStream> = (0..8)
-        .map(|i| {
-            TcpStream::connect_timeout(&server.addr, IO_TIMEOUT)
-                .unwrap_or_else(|e| panic!("[{}] client {i}: connect: {e}", v.name))
-        })
-        .collect();
+    let extra = connect_many(&server, v, 8);
     wait_for_pause(&server);
     table_stays_quiet(&server);
     drop(extra);
@@ -347,4 +332,15 @@ fn cpu_seconds(pid: u32) -> f64 {
     // SAFETY: sysconf only reads a configuration value.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
     ticks as f64 / hz as f64
+}
+
+/// `n` connections to the server (the kernel completes them into the
+/// backlog whether the server accepts or not).
+fn connect_many(server: &Server, v: &Variant, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|i| {
+            TcpStream::connect_timeout(&server.addr, IO_TIMEOUT)
+                .unwrap_or_else(|e| panic!("[{}] client {i}: connect: {e}", v.name))
+        })
+        .collect()
 }

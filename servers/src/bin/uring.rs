@@ -36,7 +36,7 @@ use std::sync::{mpsc, Arc};
 
 use servers::config::{Listening, Options, Server};
 use servers::drivers::completion::{self, Tuning};
-use servers::drivers::offload::Pool;
+use servers::drivers::offload::PoolArgs;
 use servers::drivers::readiness::Env;
 use servers::sys;
 use servers::sys::uring::{Ring, Setup, TaskRun};
@@ -51,16 +51,8 @@ use servers::variants;
 struct Cli {
     #[command(flatten)]
     opts: Options,
-    /// Threads running blocking handlers that wait (/sleep, CGI) off the loops.
-    #[arg(long, default_value_t = 16)]
-    workers: usize,
-    /// Threads for short disk work (upload fsyncs and renames, deletes), with
-    /// a queue of their own so it never waits behind sleeping scripts.
-    #[arg(long, default_value_t = 2)]
-    storage_workers: usize,
-    /// Blocking jobs waiting for a worker before new ones are shed with 503.
-    #[arg(long, default_value_t = 1024)]
-    work_queue: usize,
+    #[command(flatten)]
+    pool: PoolArgs,
     /// Provided receive buffers per ring (a power of two). Small values
     /// provoke an empty buffer ring (tests).
     #[arg(long, default_value_t = 1024, hide = true)]
@@ -118,9 +110,6 @@ fn check_io_uring(tuning: &Tuning) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if cli.workers == 0 || cli.storage_workers == 0 || cli.work_queue == 0 {
-        anyhow::bail!("--workers, --storage-workers and --work-queue must be at least 1");
-    }
     let tuning = cli.tuning();
     check_io_uring(&tuning)?;
     let cpus = cli.opts.cpus.clone().map(|c| c.0);
@@ -145,14 +134,7 @@ fn main() -> anyhow::Result<()> {
         listeners.push(server.another_listener()?);
     }
     let policy = server.policy(server.opts.keepalive_requests);
-    // In JobClass order: Wait, Storage.
-    let pool = Pool::start(
-        [
-            (cli.workers, cli.work_queue),
-            (cli.storage_workers, cli.work_queue),
-        ],
-        server.opts.queue_timeout,
-    )?;
+    let pool = cli.pool.start(server.opts.queue_timeout)?;
     let handles = (0..threads)
         .map(|_| pool.handle())
         .collect::<std::io::Result<Vec<_>>>()?;

@@ -59,6 +59,7 @@ use std::time::Duration;
 use super::accept::AcceptBackoff;
 use super::offload::Handle;
 use super::readiness::Env;
+use super::{Swept, SWEEP_MS};
 use crate::app::Finished;
 use crate::conn::{Conn, Ctx, Next};
 use crate::http::parser::Parser;
@@ -67,9 +68,6 @@ use crate::sys;
 use crate::sys::time::monotonic_ms_coarse;
 use crate::sys::uring::{opcode, squeue, types, BufRing, Completion, Ring, Setup};
 
-const SWEEP_MS: u64 = 250;
-/// How long a connection closed after an error may keep sending.
-const LINGER_MS: u64 = 1000;
 /// Bytes copied into one send.
 const SEND_MAX: usize = 64 * 1024;
 /// Largest single `sendfile`.
@@ -905,11 +903,7 @@ impl<'e> Loop<'_, 'e> {
             self.bufs.release_pages();
         }
         let ctx = self.ctx();
-        let p = self.env.policy;
-        let keepalive_ms = p.keepalive_timeout.as_millis() as u64;
-        let send_ms = p.send_timeout.as_millis() as u64;
-        let body_ms = p.body_timeout.as_millis() as u64;
-        let header_ms = p.header_timeout.as_millis() as u64;
+        let policy = self.env.policy;
         for idx in 0..self.table.slots.len() {
             let Some(slot) = self.table.slots[idx].as_mut() else {
                 continue;
@@ -917,38 +911,21 @@ impl<'e> Loop<'_, 'e> {
             if slot.closing {
                 continue;
             }
-            let c = &slot.conn;
-            let idle_for = now.saturating_sub(c.last_active_ms);
-            let expired = if c.is_lingering() {
-                idle_for >= LINGER_MS
-            } else if c.is_waiting() {
-                false
-            } else if c.has_pending_output() {
-                idle_for >= send_ms
-            } else if c.has_partial_request() {
-                now.saturating_sub(c.request_started_ms) >= header_ms
-                    || c.body_overdue(now, body_ms)
-            } else {
-                self.draining || idle_for >= keepalive_ms
-            };
-            if !expired {
-                if idle_for >= SWEEP_MS {
-                    slot.conn.release_buffers();
-                    if slot.send == Send::Idle {
-                        slot.out = Vec::new();
+            match policy.sweep(&slot.conn, now, self.draining) {
+                Swept::Keep { quiet } => {
+                    if quiet {
+                        slot.conn.release_buffers();
+                        if slot.send == Send::Idle {
+                            slot.out = Vec::new();
+                        }
                     }
                 }
-                continue;
+                Swept::Close => self.close(idx),
+                Swept::Late => {
+                    slot.conn.on_timeout(&ctx);
+                    self.mark_dirty(idx);
+                }
             }
-            if c.is_lingering()
-                || c.has_pending_output()
-                || (self.draining && !c.has_partial_request())
-            {
-                self.close(idx);
-                continue;
-            }
-            slot.conn.on_timeout(&ctx);
-            self.mark_dirty(idx);
         }
     }
 

@@ -49,11 +49,67 @@ pub struct Policy {
     pub max_queued_files: usize,
 }
 
+/// How often the event loops sweep their connections for deadlines (and
+/// how long a connection must be quiet to give its buffers back).
+pub const SWEEP_MS: u64 = 250;
+/// How long a connection closed after an error may keep sending.
+pub const LINGER_MS: u64 = 1000;
+
+/// What a sweep does with one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Swept {
+    /// No deadline passed; `quiet`: idle for a whole sweep period, so its
+    /// buffers go back (a busy connection keeps them).
+    Keep {
+        /// Idle since the last sweep.
+        quiet: bool,
+    },
+    /// Close it: a linger, a stalled send, or an idle connection at its end.
+    Close,
+    /// A request is overdue (head or body): answer 408 through the
+    /// connection ([`Conn::on_timeout`]).
+    Late,
+}
+
 impl Policy {
     /// Shutdown was requested longer ago than `shutdown_timeout`: what is
     /// still in flight is dropped, and no more blocking work starts.
     pub fn drain_expired(&self, shutdown: &Shutdown) -> bool {
         shutdown.requested() && shutdown.elapsed_ms() >= self.shutdown_timeout.as_millis() as u64
+    }
+
+    /// The one deadline rule of every event loop's sweep: which timer
+    /// applies to `c` in its state (linger, send, header or body,
+    /// keep-alive; none while it waits for a job), and what to do once it
+    /// has passed. `draining`: shutdown started, so idle connections end.
+    pub fn sweep(&self, c: &Conn, now: u64, draining: bool) -> Swept {
+        let ms = |d: Duration| d.as_millis() as u64;
+        let idle_for = now.saturating_sub(c.last_active_ms);
+        let expired = if c.is_lingering() {
+            idle_for >= LINGER_MS
+        } else if c.is_waiting() {
+            false
+        } else if c.has_pending_output() {
+            // A client not reading its responses (nginx's send_timeout).
+            idle_for >= ms(self.send_timeout)
+        } else if c.has_partial_request() {
+            now.saturating_sub(c.request_started_ms) >= ms(self.header_timeout)
+                || c.body_overdue(now, ms(self.body_timeout))
+        } else {
+            draining || idle_for >= ms(self.keepalive_timeout)
+        };
+        if !expired {
+            Swept::Keep {
+                quiet: idle_for >= SWEEP_MS,
+            }
+        } else if c.is_lingering()
+            || c.has_pending_output()
+            || (draining && !c.has_partial_request())
+        {
+            Swept::Close
+        } else {
+            Swept::Late
+        }
     }
 }
 

@@ -130,6 +130,46 @@ impl Pool {
     }
 }
 
+/// The pool's command-line flags, shared by the variants that have one.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PoolArgs {
+    /// Threads running blocking handlers that wait (/sleep, CGI) off the loops.
+    #[arg(long, default_value_t = 16, value_parser = at_least_one)]
+    pub workers: usize,
+    /// Threads for short disk work (upload fsyncs and renames, deletes), with
+    /// a queue of their own so it never waits behind sleeping scripts.
+    #[arg(long, default_value_t = 2, value_parser = at_least_one)]
+    pub storage_workers: usize,
+    /// Blocking jobs waiting for a worker before new ones are shed with 503.
+    #[arg(long, default_value_t = 1024, value_parser = at_least_one)]
+    pub work_queue: usize,
+}
+
+impl PoolArgs {
+    /// Start the pool these flags describe; jobs queued past `max_wait`
+    /// are answered 503 (`--queue-timeout`).
+    pub fn start(&self, max_wait: Duration) -> io::Result<Pool> {
+        // In JobClass order: Wait, Storage.
+        Pool::start(
+            [
+                (self.workers, self.work_queue),
+                (self.storage_workers, self.work_queue),
+            ],
+            max_wait,
+        )
+    }
+}
+
+/// A count that must be at least 1 (a pool without threads or queue
+/// would refuse every job).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a whole number")),
+    }
+}
+
 fn work(shared: &Shared) {
     loop {
         let task = {

@@ -25,7 +25,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use super::accept::AcceptBackoff;
 use super::offload::Handle;
-use super::{send_queued, Policy, Sent};
+use super::{send_queued, Policy, Sent, Swept, SWEEP_MS};
 use crate::app::{App, Finished};
 use crate::conn::{Conn, Ctx, Next};
 use crate::http::parser::Parser;
@@ -38,9 +38,6 @@ use crate::sys::time::monotonic_ms_coarse;
 const LISTENER: u64 = u64::MAX;
 const WAKE: u64 = u64::MAX - 1;
 const DONE: u64 = u64::MAX - 2;
-const SWEEP_MS: u64 = 250;
-/// How long a connection closed after an error may keep sending.
-const LINGER_MS: u64 = 1000;
 /// Accepts per wake-up, so one busy listener cannot starve the connections.
 const ACCEPT_BATCH: usize = 256;
 
@@ -403,47 +400,23 @@ impl<'e> Loop<'_, 'e> {
     /// Close or answer 408 to connections past their deadlines.
     fn sweep(&mut self, now: u64) {
         let ctx = self.ctx();
-        let p = self.env.policy;
-        let keepalive_ms = p.keepalive_timeout.as_millis() as u64;
-        let send_ms = p.send_timeout.as_millis() as u64;
-        let body_ms = p.body_timeout.as_millis() as u64;
-        let header_ms = p.header_timeout.as_millis() as u64;
+        let policy = self.env.policy;
         for idx in 0..self.table.slots.len() {
             let Some(slot) = self.table.slots[idx].as_mut() else {
                 continue;
             };
-            let c = &slot.conn;
-            let idle_for = now.saturating_sub(c.last_active_ms);
-            let expired = if c.is_lingering() {
-                idle_for >= LINGER_MS
-            } else if c.is_waiting() {
-                false
-            } else if c.has_pending_output() {
-                // A client not reading its responses (nginx's send_timeout).
-                idle_for >= send_ms
-            } else if c.has_partial_request() {
-                now.saturating_sub(c.request_started_ms) >= header_ms
-                    || c.body_overdue(now, body_ms)
-            } else {
-                self.draining || idle_for >= keepalive_ms
-            };
-            if !expired {
-                // Quiet since the last sweep: its buffers go back (a busy
-                // connection keeps them; an idle one costs its state only).
-                if idle_for >= SWEEP_MS {
-                    slot.conn.release_buffers();
+            match policy.sweep(&slot.conn, now, self.draining) {
+                Swept::Keep { quiet } => {
+                    if quiet {
+                        slot.conn.release_buffers();
+                    }
                 }
-                continue;
+                Swept::Close => self.close(idx),
+                Swept::Late => {
+                    slot.conn.on_timeout(&ctx);
+                    self.drive(idx, false, false, now);
+                }
             }
-            if c.is_lingering()
-                || c.has_pending_output()
-                || (self.draining && !c.has_partial_request())
-            {
-                self.close(idx);
-                continue;
-            }
-            slot.conn.on_timeout(&ctx);
-            self.drive(idx, false, false, now);
         }
     }
 }
