@@ -80,6 +80,16 @@ pub struct VariantProfile {
     /// The server's CPU time during the recording (threads and children,
     /// from /proc) as a percent of one CPU: 100 per fully busy CPU.
     pub server_cpu_pct: f64,
+    /// Requests the server completed during the recording, by its own
+    /// counter (`/stats`; nginx's `stub_status`) read just before and just
+    /// after it. 0 in a profile.json written before this field existed.
+    #[serde(default)]
+    pub window_requests: u64,
+    /// The server's CPU time over the recording divided by
+    /// `window_requests`, in microseconds: the absolute cost that each
+    /// bucket's share splits (0 when unknown).
+    #[serde(default)]
+    pub cpu_us_per_request: f64,
     /// The system share of that CPU time by /proc's own accounting, a
     /// cross-check of the kernel share the samples give.
     pub proc_system_pct: f64,
@@ -104,6 +114,10 @@ pub struct BucketShare {
     pub samples: u64,
     /// Its share, percent.
     pub share_pct: f64,
+    /// Its share of the server's CPU microseconds per request (0 when the
+    /// total is unknown).
+    #[serde(default)]
+    pub us_per_request: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

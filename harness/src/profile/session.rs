@@ -567,6 +567,7 @@ impl Session<'_> {
                     bucket: b.name().to_string(),
                     samples: breakdown.count(*b),
                     share_pct: breakdown.share(*b),
+                    us_per_request: 0.0,
                 })
                 .collect(),
             user_pct: 100.0 - breakdown.kernel_share(),
@@ -578,6 +579,8 @@ impl Session<'_> {
                 .collect(),
             complete_user_stacks_pct: breakdown.complete_user_share(),
             load_req_per_s: m.load.req_per_s,
+            window_requests: 0,
+            cpu_us_per_request: 0.0,
             server_cpu_pct: (m.cpu.user_s + m.cpu.system_s) * 100.0 / plan.record.as_secs_f64(),
             proc_system_pct: if m.cpu.user_s + m.cpu.system_s > 0.0 {
                 m.cpu.system_s * 100.0 / (m.cpu.user_s + m.cpu.system_s)
