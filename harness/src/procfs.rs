@@ -149,6 +149,14 @@ pub fn cpu_jiffies(cpu: usize) -> Option<(u64, u64)> {
     Some((total - v[3] - v[4], total))
 }
 
+/// (busy, total) jiffies summed over `cpus` (those /proc/stat lacks are
+/// left out).
+pub fn cpus_jiffies(cpus: &[usize]) -> (u64, u64) {
+    cpus.iter()
+        .filter_map(|c| cpu_jiffies(*c))
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+}
+
 /// Percent of `cpu` busy between two [`cpu_jiffies`] samples.
 pub fn busy_pct(before: (u64, u64), after: (u64, u64)) -> f64 {
     let total = after.1.saturating_sub(before.1);

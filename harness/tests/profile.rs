@@ -259,7 +259,7 @@ fn png_size(bytes: &[u8]) -> (u32, u32) {
 #[test]
 fn the_migration_chart_renders_from_a_fixed_buckets_csv() {
     let rows = summary::read_buckets_csv(Path::new(BUCKETS_CSV)).unwrap();
-    let bars = summary::bars(&rows);
+    let bars = summary::bars(&rows, report::View::Shares);
     let names: Vec<&str> = bars.iter().map(|b| b.variant.as_str()).collect();
     assert_eq!(
         names,
@@ -272,13 +272,13 @@ fn the_migration_chart_renders_from_a_fixed_buckets_csv() {
     }
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("bottleneck-migration.png");
-    report::render_migration(&png, &bars, &info()).unwrap();
+    report::render_buckets(&png, &bars, &info(), report::View::Shares).unwrap();
     let bytes = fs::read(&png).unwrap();
     assert_eq!(png_size(&bytes), (1200, 700));
     // A blank or near-blank page compresses to a few KiB; bars, labels and
     // the legend do not.
     assert!(bytes.len() > 30_000, "{} bytes", bytes.len());
-    assert!(report::render_migration(&png, &[], &info()).is_err());
+    assert!(report::render_buckets(&png, &[], &info(), report::View::Shares).is_err());
 }
 
 // ---------------------------------------------------------------------------

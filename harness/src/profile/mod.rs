@@ -11,6 +11,7 @@
 //! - [`stacks`]: `perf script` → collapsed stacks → flame graph (inferno);
 //! - [`classify`]: the bucket rule table and the leaf-to-root walk;
 //! - [`syscalls`]: syscalls per request and the mix;
+//! - [`window`]: the recorded window's CPU time, requests and CPU busy %;
 //! - [`summary`]: the combined buckets.csv, the chart and the summary.md
 //!   section (the chart itself is drawn by [`crate::report`]).
 //!
@@ -33,6 +34,7 @@ pub mod session;
 pub mod stacks;
 pub mod summary;
 pub mod syscalls;
+pub mod window;
 
 use serde::{Deserialize, Serialize};
 
@@ -90,6 +92,14 @@ pub struct VariantProfile {
     /// bucket's share splits (0 when unknown).
     #[serde(default)]
     pub cpu_us_per_request: f64,
+    /// Where that CPU time came from (the process tree's /proc accounting,
+    /// or the server CPUs' busy time split by their samples).
+    #[serde(default)]
+    pub cpu_time_source: String,
+    /// How busy the server's CPUs were during the recording (mean over
+    /// them, /proc/stat), percent: below 100 the server waited for work.
+    #[serde(default)]
+    pub server_cpus_busy_pct: f64,
     /// The system share of that CPU time by /proc's own accounting, a
     /// cross-check of the kernel share the samples give.
     pub proc_system_pct: f64,

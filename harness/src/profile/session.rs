@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use crate::catalog::{self, NGINX};
 use crate::format::{self, minutes};
 use crate::machine::Machine;
-use crate::procfs::{self, Usage};
 use crate::rig::client::{Client, ClientError, ClientKind, Load, Measured};
 use crate::rig::launch::{check_workload, LaunchError, Launcher};
 use crate::rig::measure::with_tail;
@@ -31,6 +30,7 @@ use super::cli::ProfilePlan;
 use super::perf::{self, Perf};
 use super::stacks::{self, SCRIPT_FIELDS};
 use super::syscalls::{self, SyscallProfile};
+use super::window::{self, CpuSource, Window};
 use super::{BucketShare, SymbolShare, VariantProfile};
 
 /// The load outlives the recording by this much, so perf never sees the
@@ -159,12 +159,13 @@ pub fn run(plan: &ProfilePlan, perf: &Perf) -> Result<Outcome, String> {
         match session.profile(name) {
             Ok(p) => {
                 eprintln!(
-                    "[{}/{}] {name}: {} samples, kernel {:.1}%, {:.2} syscalls/request, \
-                     {:.0} req/s under load → {}",
+                    "[{}/{}] {name}: {} samples, kernel {:.1}%, {:.2} CPU µs/request, \
+                     {:.2} syscalls/request, {:.0} req/s under load → {}",
                     i + 1,
                     servers.len(),
                     p.samples,
                     p.kernel_pct,
+                    p.cpu_us_per_request,
                     p.syscalls.per_request(),
                     p.load_req_per_s,
                     plan.out.join(name).display()
@@ -201,8 +202,8 @@ struct Session<'a> {
 /// What the two measured phases gave.
 struct Measurements {
     perf_record: String,
-    /// The server tree's CPU time over the recording, from /proc.
-    cpu: Usage,
+    /// The recording's CPU time, requests and CPU busy %.
+    window: Window,
     load: Measured,
     syscalls: SyscallProfile,
     notes: Vec<String>,
@@ -311,13 +312,11 @@ impl Session<'_> {
             plan.connections
         );
         let log = self.scratch.join(format!("{name}.perf-record.log"));
-        let before = procfs::sample_tree(server.pid());
+        let nginx = name == NGINX;
+        let opened = window::open(server, nginx, &plan.placement.server_cpus);
         let mut rec = self.spawn_perf(&args, &log)?;
         let status = self.wait_perf(&mut rec, plan.record + PERF_OVERRUN)?;
-        let cpu = match (before, procfs::sample_tree(server.pid())) {
-            (Ok(b), Ok(a)) => a.since(&b),
-            _ => Usage::default(),
-        };
+        let window = opened.close(server, nginx, &plan.placement.server_cpus);
         let measured = running.finish();
         if !server.is_running() {
             return Err(died(server, name, "while perf recorded it"));
@@ -351,7 +350,7 @@ impl Session<'_> {
         }
         Ok(Measurements {
             perf_record,
-            cpu,
+            window,
             load: load_m,
             syscalls,
             notes,
@@ -525,8 +524,12 @@ impl Session<'_> {
                 tail_of(&log, 12)
             )));
         }
+        let (collapsed, source) = server_stacks(name, collapsed);
         let breakdown = Breakdown::from_collapsed(&collapsed)
             .map_err(|e| Stop::Failed(format!("{name}: {e}")))?;
+        let (us_per_request, window_notes) = m.window.us_per_request(source);
+        let mut notes = m.notes;
+        notes.extend(window_notes);
 
         let load_text = format!(
             "GET {} at {} connections",
@@ -567,7 +570,7 @@ impl Session<'_> {
                     bucket: b.name().to_string(),
                     samples: breakdown.count(*b),
                     share_pct: breakdown.share(*b),
-                    us_per_request: 0.0,
+                    us_per_request: breakdown.share(*b) / 100.0 * us_per_request,
                 })
                 .collect(),
             user_pct: 100.0 - breakdown.kernel_share(),
@@ -579,19 +582,23 @@ impl Session<'_> {
                 .collect(),
             complete_user_stacks_pct: breakdown.complete_user_share(),
             load_req_per_s: m.load.req_per_s,
-            window_requests: 0,
-            cpu_us_per_request: 0.0,
-            server_cpu_pct: (m.cpu.user_s + m.cpu.system_s) * 100.0 / plan.record.as_secs_f64(),
-            proc_system_pct: if m.cpu.user_s + m.cpu.system_s > 0.0 {
-                m.cpu.system_s * 100.0 / (m.cpu.user_s + m.cpu.system_s)
-            } else {
-                0.0
-            },
+            window_requests: m.window.requests.as_ref().map_or(0, |n| n.round() as u64),
+            cpu_us_per_request: us_per_request,
+            cpu_time_source: source.describe(),
+            server_cpus_busy_pct: m.window.cpus_busy_pct,
+            server_cpu_pct: m.window.cpu_s(source) * 100.0 / m.window.wall.as_secs_f64(),
+            proc_system_pct: m.window.tree.map_or(0.0, |u| {
+                if u.user_s + u.system_s > 0.0 {
+                    u.system_s * 100.0 / (u.user_s + u.system_s)
+                } else {
+                    0.0
+                }
+            }),
             syscalls: m.syscalls,
             perf_record: m.perf_record,
             perf_version: self.perf.version.clone(),
             machine: self.machine.clone(),
-            notes: m.notes,
+            notes,
         };
         super::summary::write_buckets_csv(
             &dir.join("buckets.csv"),
@@ -697,9 +704,7 @@ fn write(path: &Path, data: &[u8]) -> Result<(), Stop> {
 /// `perf -p` does not follow), everything on the server's CPUs (`-a -C`),
 /// which the placement gives the server alone.
 fn perf_target(name: &str, server: &Server, cpus: &[usize]) -> (Vec<String>, String) {
-    let per_connection = catalog::variant(name)
-        .is_some_and(|v| v.processes == servers::variants::Processes::PerConnection);
-    if per_connection {
+    if records_cpus(name) {
         let list = format::cpus(cpus);
         let what = format!("all of CPU(s) {list}");
         (vec!["-a".into(), "-C".into(), list], what)
@@ -707,6 +712,42 @@ fn perf_target(name: &str, server: &Server, cpus: &[usize]) -> (Vec<String>, Str
         let pids = pid_list(&server.tree_pids());
         (vec!["-p".into(), pids.clone()], format!("pids {pids}"))
     }
+}
+
+/// Whether `name` is recorded CPU-wide (a process per connection).
+fn records_cpus(name: &str) -> bool {
+    catalog::variant(name)
+        .is_some_and(|v| v.processes == servers::variants::Processes::PerConnection)
+}
+
+/// The server's own stacks and where its CPU time is to come from: all of
+/// a `-p` recording (the tree's /proc time), or, of a CPU-wide recording,
+/// the stacks of the server's processes (comm = its name, as the kernel
+/// truncates it), whose share of the samples splits the CPUs' busy time.
+fn server_stacks(name: &str, collapsed: String) -> (String, CpuSource) {
+    if !records_cpus(name) {
+        return (collapsed, CpuSource::Tree);
+    }
+    let comm = &name[..name.len().min(15)];
+    let (mut all, mut kept) = (0u64, 0u64);
+    let mut out = String::with_capacity(collapsed.len());
+    for line in collapsed.lines() {
+        let Some((stack, count)) = super::classify::parse_collapsed_line(line) else {
+            continue;
+        };
+        all += count;
+        if stack.split(';').next() == Some(comm) {
+            kept += count;
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    let share = if all == 0 {
+        0.0
+    } else {
+        kept as f64 / all as f64
+    };
+    (out, CpuSource::CpusShare(share))
 }
 
 fn pid_list(pids: &[u32]) -> String {

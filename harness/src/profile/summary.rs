@@ -1,6 +1,7 @@
 //! The files that put the servers side by side: `profiles/buckets.csv`
-//! (every server's buckets in one tidy table), the bottleneck-migration
-//! chart, and the profile section of `results/summary.md`.
+//! (every server's buckets in one tidy table), the two charts — CPU µs per
+//! request per bucket (the headline) and the 100%-stacked shares — and the
+//! profile section of `results/summary.md`.
 //!
 //! summary.md belongs to the bench report; the profile section is fenced by
 //! [`BEGIN`]/[`END`] markers and only what lies between them is rewritten,
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog;
 use crate::format::thousands;
-use crate::report::{self, MigrationBar, RunInfo};
+use crate::report::{self, BucketBar, RunInfo, View};
 
 pub use crate::report::sections::{existing_section, replace_section, BEGIN, END};
 
@@ -35,6 +36,11 @@ pub struct BucketRow {
     pub samples: u64,
     /// Percent of the server's samples.
     pub share_pct: f64,
+    /// The bucket's CPU microseconds per request (its share of the
+    /// server's CPU time over the recording ÷ the requests completed in
+    /// it); 0 when unknown.
+    #[serde(default)]
+    pub us_per_request: f64,
 }
 
 /// The rows of one profile, every bucket included (zeros too, so every
@@ -50,6 +56,7 @@ pub fn rows_of(p: &VariantProfile) -> Vec<BucketRow> {
                 .to_string(),
             samples: b.samples,
             share_pct: round4(b.share_pct),
+            us_per_request: round4(b.us_per_request),
         })
         .collect()
 }
@@ -80,22 +87,27 @@ fn in_file(path: &Path, e: io::Error) -> io::Error {
 }
 
 /// One stacked bar per server, in the order the rows come (a server's
-/// buckets in [`Bucket::ALL`] order, unknown bucket names dropped).
-pub fn bars(rows: &[BucketRow]) -> Vec<MigrationBar> {
-    let mut out: Vec<MigrationBar> = Vec::new();
+/// buckets in [`Bucket::ALL`] order, unknown bucket names dropped), in the
+/// unit of `view`.
+pub fn bars(rows: &[BucketRow], view: View) -> Vec<BucketBar> {
+    let mut out: Vec<BucketBar> = Vec::new();
     for r in rows {
         let Some(bucket) = Bucket::from_name(&r.bucket) else {
             continue;
         };
         if out.last().map_or(true, |b| b.variant != r.variant) {
-            out.push(MigrationBar {
+            out.push(BucketBar {
                 variant: r.variant.clone(),
                 shares: Vec::new(),
                 caption: None,
             });
         }
+        let value = match view {
+            View::Shares => r.share_pct,
+            View::MicrosPerRequest => r.us_per_request,
+        };
         if let Some(bar) = out.last_mut() {
-            bar.shares.push((bucket, r.share_pct));
+            bar.shares.push((bucket, value));
         }
     }
     for bar in &mut out {
@@ -153,14 +165,31 @@ pub fn write_aggregate(
     write_buckets_csv(&csv_path, &rows)?;
     written.push(csv_path);
 
-    let png = results.join(CHART_FILE);
-    let mut bars = bars(&rows);
-    for bar in &mut bars {
-        if let Some(p) = profiles.iter().find(|p| p.variant == bar.variant) {
-            bar.caption = Some(format!("{:.2} syscalls/req", p.syscalls.per_request()));
-        }
+    let info = run_info(&profiles);
+    let costed: Vec<&VariantProfile> = profiles
+        .iter()
+        .filter(|p| p.cpu_us_per_request > 0.0)
+        .collect();
+    if !costed.is_empty() {
+        let rows: Vec<BucketRow> = costed.iter().flat_map(|p| rows_of(p)).collect();
+        let mut bars = bars(&rows, View::MicrosPerRequest);
+        caption(&mut bars, &profiles, |p| {
+            format!(
+                "{:.0}% busy · {:.2} sys/req",
+                p.server_cpus_busy_pct,
+                p.syscalls.per_request()
+            )
+        });
+        let png = results.join(COST_CHART_FILE);
+        report::render_buckets(&png, &bars, &info, View::MicrosPerRequest)?;
+        written.push(png);
     }
-    report::render_migration(&png, &bars, &run_info(&profiles))?;
+    let png = results.join(CHART_FILE);
+    let mut bars = bars(&rows, View::Shares);
+    caption(&mut bars, &profiles, |p| {
+        format!("{:.2} syscalls/req", p.syscalls.per_request())
+    });
+    report::render_buckets(&png, &bars, &info, View::Shares)?;
     written.push(png);
 
     let md = results.join("summary.md");
@@ -171,8 +200,23 @@ pub fn write_aggregate(
     Ok(written)
 }
 
-/// The chart's file name inside the results directory.
+/// The second line under each bar, from its server's profile.
+fn caption(
+    bars: &mut [BucketBar],
+    profiles: &[VariantProfile],
+    text: impl Fn(&VariantProfile) -> String,
+) {
+    for bar in bars {
+        if let Some(p) = profiles.iter().find(|p| p.variant == bar.variant) {
+            bar.caption = Some(text(p));
+        }
+    }
+}
+
+/// The shares chart's file name inside the results directory.
 pub const CHART_FILE: &str = "bottleneck-migration.png";
+/// The headline chart's file name inside the results directory.
+pub const COST_CHART_FILE: &str = "cost-per-request.png";
 
 /// The machine and settings the chart's footer shows.
 pub fn run_info(profiles: &[VariantProfile]) -> RunInfo {
@@ -243,6 +287,7 @@ pub fn section(
         first.machine.git_revision,
         first.perf_version,
     );
+    cost_table(&mut md, profiles);
     let _ = writeln!(
         md,
         "| server | samples | server CPU % | user % | kernel % | (/proc sys %) | syscalls/req | syscall mix per request | top 5 symbols (self %) |"
@@ -330,6 +375,62 @@ pub fn section(
     }
     let _ = writeln!(md, "{END}");
     md
+}
+
+/// The headline table: CPU µs per request per bucket, with what it was
+/// divided from, and the chart drawn from it.
+fn cost_table(md: &mut String, profiles: &[VariantProfile]) {
+    let _ = writeln!(md, "### CPU microseconds per request, by bucket\n");
+    let _ = write!(
+        md,
+        "| server | requests in the recording | server CPU % | busy % of the server CPUs | CPU µs/req |"
+    );
+    for b in Bucket::ALL {
+        let _ = write!(md, " {} |", b.name());
+    }
+    let _ = write!(md, "\n|---|--:|--:|--:|--:|");
+    for _ in Bucket::ALL {
+        let _ = write!(md, "--:|");
+    }
+    let _ = writeln!(md);
+    for p in profiles {
+        if p.cpu_us_per_request <= 0.0 {
+            let _ = writeln!(
+                md,
+                "| {} | unknown (see the notes) | {:.0} | {:.0} | — |",
+                p.variant, p.server_cpu_pct, p.server_cpus_busy_pct
+            );
+            continue;
+        }
+        let _ = write!(
+            md,
+            "| {} | {} | {:.0} | {:.0} | **{:.2}** |",
+            p.variant,
+            thousands(p.window_requests as f64),
+            p.server_cpu_pct,
+            p.server_cpus_busy_pct,
+            p.cpu_us_per_request
+        );
+        for b in Bucket::ALL {
+            let v = p
+                .buckets
+                .iter()
+                .find(|x| x.bucket == b.name())
+                .map_or(0.0, |x| x.us_per_request);
+            let _ = write!(md, " {v:.2} |");
+        }
+        let _ = writeln!(md);
+    }
+    let _ = writeln!(
+        md,
+        "\nCPU µs/req is the server's CPU time over the recording ÷ the requests it completed \
+         in the same window (its own counter — `/stats`, nginx's `stub_status` — read just \
+         before and after); each bucket gets its share of the samples of it. Server CPU % is \
+         that CPU time over the window (100 = one CPU); busy % of the server CPUs is how busy \
+         those CPUs were by /proc/stat, whoever used them: below 100 the server waited for \
+         work (or for the client).\n"
+    );
+    let _ = writeln!(md, "![CPU µs per request]({COST_CHART_FILE})\n");
 }
 
 /// `../profiles/` for out=`profiles`, results=`results` (how summary.md

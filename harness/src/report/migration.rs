@@ -1,8 +1,15 @@
-//! The bottleneck-migration chart: one 100%-stacked bar per server in
-//! architecture order (nginx last), user-space buckets at the bottom in
+//! The two bucket charts of `harness profile`, one stacked bar per server
+//! in architecture order (nginx last), user-space buckets at the bottom in
 //! warm colours and kernel buckets above them in cool ones, with a rule at
-//! the user/kernel boundary, so how much of each model's time has moved
-//! into the kernel reads at a glance.
+//! the user/kernel boundary:
+//!
+//! - [`View::MicrosPerRequest`], the headline (`cost-per-request.png`):
+//!   each bucket's CPU microseconds per request, the total on top, so what
+//!   an architecture step removes shows as a segment that shrinks or
+//!   vanishes, and what stays as one that keeps its height;
+//! - [`View::Shares`] (`bottleneck-migration.png`): each bar stacked to
+//!   100%, so how much of each model's time sits in the kernel reads at a
+//!   glance, whatever its total.
 
 use std::io;
 use std::path::Path;
@@ -16,13 +23,22 @@ use super::font;
 use super::plot::{io, page, text_style, with_legend, Area, GRID_BOLD, GRID_LIGHT, INK, MUTED};
 use super::RunInfo;
 
-/// One bar: a server's bucket shares (percent, any order) and an optional
-/// second line under its name.
+/// What a chart's bars measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// Percent of the samples; every bar sums to 100.
+    Shares,
+    /// CPU microseconds per request; a bar's height is its total.
+    MicrosPerRequest,
+}
+
+/// One bar: a server's bucket values (in the chart's [`View`] unit, any
+/// order) and an optional second line under its name.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MigrationBar {
+pub struct BucketBar {
     /// The server's name under its bar.
     pub variant: String,
-    /// Share of the samples per bucket, percent.
+    /// Value per bucket: percent of the samples or µs per request.
     pub shares: Vec<(Bucket, f64)>,
     /// A second line under the name (e.g. syscalls per request).
     pub caption: Option<String>,
@@ -54,7 +70,7 @@ fn dark(c: RGBColor) -> bool {
 }
 
 /// Draw the chart into `path` (PNG, 1200×700).
-pub fn render(path: &Path, bars: &[MigrationBar], info: &RunInfo) -> io::Result<()> {
+pub fn render(path: &Path, bars: &[BucketBar], info: &RunInfo, view: View) -> io::Result<()> {
     font::ensure_registered()?;
     if bars.is_empty() {
         return Err(io::Error::new(
@@ -62,15 +78,41 @@ pub fn render(path: &Path, bars: &[MigrationBar], info: &RunInfo) -> io::Result<
             "no server to draw a bar for",
         ));
     }
-    let title = "Where each server's CPU time goes, in architecture order";
-    let subtitle = "share of perf cpu-clock samples per bucket (DESIGN §7 classifier) · \
-                    user space at the bottom (warm), kernel above (cool) · each bar sums to 100%";
-    page(path, title, subtitle, info, |body| chart(body, bars))
+    let (title, subtitle) = match view {
+        View::Shares => (
+            "Where each server's CPU time goes, in architecture order",
+            "share of perf cpu-clock samples per bucket (DESIGN §7 classifier) · \
+             user space at the bottom (warm), kernel above (cool) · each bar sums to 100%",
+        ),
+        View::MicrosPerRequest => (
+            "What each request costs the server, in CPU microseconds, in architecture order",
+            "the server's CPU time over the recording ÷ the requests it completed in it, split by \
+             its perf samples' buckets (DESIGN §7) · user space at the bottom (warm), kernel above (cool)",
+        ),
+    };
+    page(path, title, subtitle, info, |body| chart(body, bars, view))
 }
 
-fn chart(body: &Area, bars: &[MigrationBar]) -> io::Result<()> {
+/// The top of the y axis: 100 for shares; for µs the tallest bar plus room
+/// for its label, rounded up to a whole step.
+fn y_top(bars: &[BucketBar], view: View) -> f64 {
+    match view {
+        View::Shares => 100.0,
+        View::MicrosPerRequest => {
+            let tallest = bars
+                .iter()
+                .map(|b| b.shares.iter().map(|(_, v)| v.max(0.0)).sum::<f64>())
+                .fold(0.0, f64::max);
+            let step = if tallest > 50.0 { 10.0 } else { 2.0 };
+            ((tallest * 1.08 / step).ceil() * step).max(step)
+        }
+    }
+}
+
+fn chart(body: &Area, bars: &[BucketBar], view: View) -> io::Result<()> {
     let (plot, legend) = with_legend(body);
     let n = bars.len();
+    let top = y_top(bars, view);
     let mut chart = io(ChartBuilder::on(&plot)
         .margin_left(12)
         .margin_right(24)
@@ -78,12 +120,15 @@ fn chart(body: &Area, bars: &[MigrationBar]) -> io::Result<()> {
         .margin_bottom(8)
         .x_label_area_size(62)
         .y_label_area_size(80)
-        .build_cartesian_2d(-0.5..n as f64 - 0.5, 0.0..100.0))?;
+        .build_cartesian_2d(-0.5..n as f64 - 0.5, 0.0..top))?;
     io(chart
         .configure_mesh()
         .disable_x_mesh()
         .x_labels(0)
-        .y_desc("share of samples, %")
+        .y_desc(match view {
+            View::Shares => "share of samples, %",
+            View::MicrosPerRequest => "server CPU µs per request",
+        })
         .y_labels(11)
         .y_label_formatter(&|v| format!("{v:.0}"))
         .label_style(text_style(16, &INK))
@@ -102,8 +147,14 @@ fn chart(body: &Area, bars: &[MigrationBar]) -> io::Result<()> {
         let x = i as f64;
         let (l, r) = (x - half, x + half);
         let total: f64 = bar.shares.iter().map(|(_, s)| s.max(0.0)).sum();
-        // Normalised, so rounding in a CSV never leaves a gap or an overflow.
-        let scale = if total > 0.0 { 100.0 / total } else { 0.0 };
+        // Shares are normalised, so rounding in a CSV never leaves a gap or
+        // an overflow; microseconds are drawn as they are.
+        let scale = match view {
+            View::Shares if total > 0.0 => 100.0 / total,
+            View::Shares => 0.0,
+            View::MicrosPerRequest => 1.0,
+        };
+        let height = total * scale;
         let mut y = 0.0;
         let mut boundary = None;
         for b in Bucket::ALL {
@@ -128,27 +179,30 @@ fn chart(body: &Area, bars: &[MigrationBar]) -> io::Result<()> {
                 } else {
                     text_style(13, &INK)
                 };
+                let text = match view {
+                    View::Shares => format!("{share:.0}%"),
+                    View::MicrosPerRequest => format!("{share:.1}"),
+                };
                 io(chart.draw_series(std::iter::once(Text::new(
-                    format!("{share:.0}%"),
+                    text,
                     (x, y + share / 2.0),
                     style.pos(centre),
                 ))))?;
             }
             y += share;
         }
-        io(chart.draw_series([Rectangle::new([(l, 0.0), (r, 100.0)], INK.stroke_width(1))]))?;
+        io(chart.draw_series([Rectangle::new([(l, 0.0), (r, height)], INK.stroke_width(1))]))?;
         let kernel_from = boundary.unwrap_or(y);
+        let label = match view {
+            View::Shares => format!("kernel {:.0}%", 100.0 - kernel_from),
+            View::MicrosPerRequest => format!("{height:.1} µs"),
+        };
         io(chart.draw_series(std::iter::once(PathElement::new(
             vec![(l - 0.04, kernel_from), (r + 0.04, kernel_from)],
             INK.stroke_width(3),
         ))))?;
         io(chart.draw_series(std::iter::once(
-            EmptyElement::at((x, 100.0))
-                + Text::new(
-                    format!("kernel {:.0}%", 100.0 - kernel_from),
-                    (0, -6),
-                    above.clone(),
-                ),
+            EmptyElement::at((x, height)) + Text::new(label, (0, -6), above.clone()),
         )))?;
         io(chart.draw_series(std::iter::once(
             EmptyElement::at((x, 0.0)) + Text::new(bar.variant.clone(), (0, 10), under.clone()),

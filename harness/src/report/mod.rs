@@ -3,8 +3,8 @@
 //! One module per output: [`csv`] writes the tidy rows and the medians,
 //! [`summarize`] computes the medians, `plot` draws the charts (with a font
 //! compiled in, see `font`) and `markdown` ties them into `summary.md`.
-//! `migration` draws `harness profile`'s bottleneck-migration chart with the
-//! same page layout.
+//! `migration` draws `harness profile`'s two bucket charts (CPU µs per
+//! request, and shares) with the same page layout.
 
 pub mod csv;
 mod font;
@@ -23,7 +23,7 @@ use crate::schema::BenchRow;
 use sections::existing_section;
 
 pub use crate::schema::RunInfo;
-pub use migration::{colour as bucket_colour, render as render_migration, MigrationBar};
+pub use migration::{colour as bucket_colour, render as render_buckets, BucketBar, View};
 
 /// Write every report file for `rows` into `dir`; returns the paths written.
 ///

@@ -8,6 +8,7 @@
 //! - [`launch`]: how each server is started (catalog flags, nginx config);
 //! - [`measure`]: one run measured on both sides (CPU from /proc, wall time);
 //! - [`server`]: a server under test as a pinned child process;
+//! - [`served`]: the requests a server has answered, by its own counter;
 //! - [`nginx`]: the reference server's config, rendered into a temp prefix;
 //! - [`client`]: loadgen or wrk, pinned, and what they measured;
 //! - [`workload`]: the requests and the shared docroot;
@@ -20,6 +21,7 @@ pub mod launch;
 pub mod measure;
 pub mod nginx;
 pub mod process;
+pub mod served;
 pub mod server;
 pub mod setup;
 pub mod workload;

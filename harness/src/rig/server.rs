@@ -349,6 +349,13 @@ pub fn tail_of(path: &Path, lines: usize) -> String {
 /// GET `path` over a fresh connection (`Connection: close`): the status and
 /// the body length.
 pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<(u16, usize)> {
+    http_fetch(addr, path, timeout).map(|(status, body)| (status, body.len()))
+}
+
+/// GET `path` over a fresh connection (`Connection: close`): the status and
+/// the body (everything after the head; the servers answer such a GET with
+/// a Content-Length body and close).
+pub fn http_fetch(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
@@ -370,7 +377,7 @@ pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<(
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|c| c.parse::<u16>().ok())
         .ok_or_else(|| bad("no status line"))?;
-    Ok((status, buf.len() - head_end - 4))
+    Ok((status, buf.split_off(head_end + 4)))
 }
 
 #[cfg(test)]
