@@ -9,7 +9,9 @@ if one loadgen had held all their threads and connections:
 
   - requests, batches, bytes, reconnects, requests in flight at the end and every error
     counter (connect, read, write, timeout, status and status_by_code per code, idle_close)
-    are summed; threads, connections, -R rates and -n counts of the settings too.
+    are summed.
+  - settings: the first input's url, method, headers and pipeline; threads, connections,
+    -R and -n summed; the longest -d, --timeout and --coalesce.
   - latency: the HdrHistograms (histogram, histogram_uncorrected) are decoded and added,
     and every percentile is computed from the sum: exact, never an average of percentiles.
   - req/s: the sum of the inputs' req/s, which is the combined rate when the runs
