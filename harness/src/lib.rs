@@ -18,6 +18,8 @@
 //!   loadgen      schema  procfs  machine     (results, /proc, the machine)
 //!      \           |
 //!       '------ format  catalog              (numbers; the variant catalog)
+//!
+//!   merge ----> loadgen                      (several loadgen results as one)
 //! ```
 //!
 //! - At the bottom, [`format`] (every number the harness prints) and
@@ -34,6 +36,8 @@
 //!   none can pull the others into a cycle. `grep -rn "use crate::"
 //!   harness/src` shows it.
 //! - [`soak`] sits on top too (rig, procfs, format, catalog) and nothing uses it.
+//! - [`merge`] sits on top of [`loadgen`] alone (its JSON, histograms and
+//!   report) and nothing uses it.
 //!
 //! The binaries (`src/bin`) are the only place that ties subcommands to
 //! report files, and the only place `anyhow` is used.
@@ -44,6 +48,7 @@ pub mod compare;
 pub mod format;
 pub mod loadgen;
 pub mod machine;
+pub mod merge;
 pub mod procfs;
 pub mod profile;
 pub mod report;

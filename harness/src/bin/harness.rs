@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use harness::bench::{self, cli::BenchArgs, sweep};
 use harness::compare::{self, cli::CompareArgs};
 use harness::format::thousands;
+use harness::merge::{self, cli::MergeArgs};
 use harness::profile::cli::{ProfileArgs, Request};
 use harness::profile::perf::Perf;
 use harness::profile::{session, summary};
@@ -57,6 +58,10 @@ enum Command {
     /// request of each client.
     #[command(name = "loadgen-vs-wrk", args_override_self = true)]
     LoadgenVsWrk(VsWrkArgs),
+    /// Several loadgen --json results (processes or machines driving one
+    /// server at once) as one: counts and errors summed, histograms added.
+    #[command(args_override_self = true)]
+    Merge(MergeArgs),
 }
 
 /// `harness variants` options.
@@ -108,7 +113,27 @@ fn main() -> ExitCode {
         Command::LoadgenVsWrk(args) => {
             versus_cmd("loadgen-vs-wrk", |dir| versus::clients::run(&args, dir))
         }
+        Command::Merge(args) => match merge_cmd(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("harness merge: {e:#}");
+                ExitCode::from(1)
+            }
+        },
     }
+}
+
+fn merge_cmd(args: &MergeArgs) -> anyhow::Result<()> {
+    let done = merge::run(args).map_err(anyhow::Error::msg)?;
+    print!("{}", done.text);
+    if let Some(path) = &args.json {
+        std::fs::write(path, &done.json)
+            .with_context(|| format!("writing --json {}", path.display()))?;
+    }
+    for w in &done.warnings {
+        eprintln!("harness merge: warning: {w}");
+    }
+    Ok(())
 }
 
 /// The edge of the two head-to-head benchmarks: Ctrl-C handler, the

@@ -4,9 +4,9 @@
 use std::fmt::Write;
 
 use base64::Engine;
-use hdrhistogram::serialization::{Serializer, V2Serializer};
+use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Three significant digits: 0.1% error, as wrk2 and HdrHistogram default.
 const SIGFIG: u8 = 3;
@@ -18,7 +18,7 @@ pub fn new(max_us: u64) -> Histogram<u64> {
 }
 
 /// The figures the report and the JSON give for one histogram, in µs.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Summary {
     /// Lowest value.
     pub min: u64,
@@ -144,10 +144,20 @@ pub fn to_base64(h: &Histogram<u64>) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// The inverse of [`to_base64`]: what went wrong says which layer failed
+/// (the base64 text or the HdrHistogram V2 encoding inside it).
+pub fn from_base64(text: &str) -> Result<Histogram<u64>, String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|e| format!("not base64: {e}"))?;
+    Deserializer::new()
+        .deserialize(&mut &bytes[..])
+        .map_err(|e| format!("not an HdrHistogram V2 encoding: {e:?}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hdrhistogram::serialization::Deserializer;
 
     fn sample() -> Histogram<u64> {
         let mut h = new(2_000_000);
@@ -203,11 +213,12 @@ mod tests {
     #[test]
     fn base64_round_trips() {
         let h = sample();
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(to_base64(&h))
-            .unwrap();
-        let back: Histogram<u64> = Deserializer::new().deserialize(&mut &bytes[..]).unwrap();
-        assert_eq!(back.len(), h.len());
-        assert_eq!(back.value_at_quantile(0.5), h.value_at_quantile(0.5));
+        let back = from_base64(&to_base64(&h)).unwrap();
+        assert_eq!(back, h);
+        assert!(from_base64("%%").unwrap_err().starts_with("not base64: "));
+        let not_v2 = base64::engine::general_purpose::STANDARD.encode(b"hello");
+        assert!(from_base64(&not_v2)
+            .unwrap_err()
+            .starts_with("not an HdrHistogram V2 encoding: "));
     }
 }

@@ -37,6 +37,10 @@ pub struct Outcome {
     pub stats: Stats,
     /// From the start until the last thread finished (grace included).
     pub elapsed: Duration,
+    /// Wall-clock time of the start, ms since the Unix epoch: lets runs on
+    /// several machines be checked for overlap when merged (as good as the
+    /// machines' clocks).
+    pub started_unix_ms: u64,
     /// Set when no connection ever succeeded: why the connects failed
     /// (e.g. "connection refused").
     pub all_connects_failed: Option<String>,
@@ -55,6 +59,7 @@ pub fn run(cfg: &Config, wake_fd: Option<BorrowedFd<'static>>) -> io::Result<Out
     );
     let timeout_ns = duration_ns(cfg.timeout);
     let start_ns = monotonic_ns();
+    let started_unix_ms = unix_ms_now();
     let end_ns = cfg
         .duration
         .map_or(u64::MAX, |d| start_ns.saturating_add(duration_ns(d)));
@@ -124,6 +129,7 @@ pub fn run(cfg: &Config, wake_fd: Option<BorrowedFd<'static>>) -> io::Result<Out
     Ok(Outcome {
         stats: total,
         elapsed,
+        started_unix_ms,
         all_connects_failed,
     })
 }
@@ -141,6 +147,13 @@ pub fn split(connections: usize, threads: usize) -> Vec<(usize, usize)> {
             share
         })
         .collect()
+}
+
+/// The wall clock in ms since the Unix epoch (0 on a clock set before 1970).
+fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn duration_ns(d: Duration) -> u64 {

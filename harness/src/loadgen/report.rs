@@ -24,8 +24,34 @@ pub fn header(cfg: &Config) -> String {
     )
 }
 
+/// What the body shows beyond wrk's lines: the two choices a run's
+/// command line makes. Apart from [`Config`] so that a result read back
+/// from JSON (`harness merge`) prints in the same layout.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    /// `-R` was given: latency is corrected, the uncorrected line is added.
+    pub paced: bool,
+    /// `--latency`: the distribution and the full spectrum.
+    pub distribution: bool,
+}
+
+impl Layout {
+    /// The layout a run's command line asks for.
+    pub fn of(cfg: &Config) -> Layout {
+        Layout {
+            paced: cfg.rate.is_some(),
+            distribution: cfg.latency,
+        }
+    }
+}
+
 /// Everything printed after the run.
 pub fn body(cfg: &Config, outcome: &Outcome) -> String {
+    render(Layout::of(cfg), outcome)
+}
+
+/// The body in `layout`: thread stats, counts, errors, rates.
+pub fn render(layout: Layout, outcome: &Outcome) -> String {
     let s = &outcome.stats;
     let mut out = String::new();
     let _ = writeln!(
@@ -46,7 +72,7 @@ pub fn body(cfg: &Config, outcome: &Outcome) -> String {
         (mean, stdev, max, hist::within_stdev(lat)),
     );
     stats_line(&mut out, "Req/Sec", metric, sample_stats(&s.rps_samples));
-    if cfg.rate.is_some() {
+    if layout.paced {
         let u = hist::summary(&s.uncorrected);
         let _ = writeln!(
             out,
@@ -56,7 +82,7 @@ pub fn body(cfg: &Config, outcome: &Outcome) -> String {
             time_us(u.max as f64)
         );
     }
-    if cfg.latency {
+    if layout.distribution {
         distribution(&mut out, s);
     }
     let secs = outcome.elapsed.as_secs_f64();
@@ -158,6 +184,7 @@ mod tests {
         Outcome {
             stats,
             elapsed: Duration::from_secs(10),
+            started_unix_ms: 0,
             all_connects_failed: None,
         }
     }

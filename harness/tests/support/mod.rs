@@ -3,7 +3,7 @@
 //! - [`run_loadgen`] / [`run_loadgen_json`]: run the `loadgen` binary with a
 //!   hard deadline (a hang guard: the child is killed and the test fails if
 //!   it outlives it), capturing exit status, stdout, stderr and the
-//!   `--json` result.
+//!   `--json` result; [`run_harness`] runs `harness` the same way.
 //! - [`Variant`]: one of the project's server binaries (`epoll`, ...) as a
 //!   child process on an ephemeral port, with `/stats` access; stopped with
 //!   SIGTERM (killed as a last resort) when dropped.
@@ -40,8 +40,10 @@ pub fn loadgen_bin() -> &'static str {
     env!("CARGO_BIN_EXE_loadgen")
 }
 
-/// The outcome of one loadgen run.
+/// The outcome of one loadgen (or other binary's) run.
 pub struct Run {
+    /// The program's name, for messages.
+    pub program: String,
     pub args: Vec<String>,
     pub status: ExitStatus,
     pub stdout: String,
@@ -58,7 +60,8 @@ impl Run {
     /// Everything about the run, for assertion messages.
     pub fn describe(&self) -> String {
         format!(
-            "loadgen {}\n  exit: {}\n  elapsed: {:.2?}\n--- stdout ---\n{}\n--- stderr ---\n{}\n--------------",
+            "{} {}\n  exit: {}\n  elapsed: {:.2?}\n--- stdout ---\n{}\n--- stderr ---\n{}\n--------------",
+            self.program,
             shell_words(&self.args),
             self.status,
             self.elapsed,
@@ -105,10 +108,25 @@ fn shell_words(args: &[String]) -> String {
 /// not exited within `limit` (a hang guard, not a timing assertion).
 #[track_caller]
 pub fn run_loadgen(args: &[&str], limit: Duration) -> Run {
+    run_program(loadgen_bin(), args, limit)
+}
+
+/// Run `harness` with `args`, as [`run_loadgen`] runs loadgen.
+#[track_caller]
+pub fn run_harness(args: &[&str], limit: Duration) -> Run {
+    run_program(env!("CARGO_BIN_EXE_harness"), args, limit)
+}
+
+/// Run the binary at `bin` with `args` under the hang guard.
+#[track_caller]
+fn run_program(bin: &str, args: &[&str], limit: Duration) -> Run {
+    let program = Path::new(bin)
+        .file_name()
+        .map_or(bin.into(), |n| n.to_string_lossy().into_owned());
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let out = tempfile::tempfile().expect("temp file for loadgen stdout");
-    let err = tempfile::tempfile().expect("temp file for loadgen stderr");
-    let mut cmd = Command::new(loadgen_bin());
+    let out = tempfile::tempfile().expect("temp file for stdout");
+    let err = tempfile::tempfile().expect("temp file for stderr");
+    let mut cmd = Command::new(bin);
     die_with_parent(&mut cmd);
     let start = Instant::now();
     let mut child = cmd
@@ -117,12 +135,12 @@ pub fn run_loadgen(args: &[&str], limit: Duration) -> Run {
         .stdout(Stdio::from(out.try_clone().expect("dup stdout file")))
         .stderr(Stdio::from(err.try_clone().expect("dup stderr file")))
         .spawn()
-        .unwrap_or_else(|e| panic!("spawn {}: {e}", loadgen_bin()));
+        .unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
     let status = loop {
         match child.try_wait() {
             Ok(Some(st)) => break Some(st),
             Ok(None) => {}
-            Err(e) => panic!("waiting for loadgen: {e}"),
+            Err(e) => panic!("waiting for {program}: {e}"),
         }
         if start.elapsed() >= limit {
             let _ = child.kill();
@@ -137,6 +155,7 @@ pub fn run_loadgen(args: &[&str], limit: Duration) -> Run {
     match status {
         Some(status) => {
             let run = Run {
+                program,
                 args,
                 status,
                 stdout,
@@ -150,7 +169,7 @@ pub fn run_loadgen(args: &[&str], limit: Duration) -> Run {
             run
         }
         None => panic!(
-            "loadgen {} did not exit within {limit:?} (killed; it must never hang)\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            "{program} {} did not exit within {limit:?} (killed; it must never hang)\n--- stdout ---\n{}\n--- stderr ---\n{}",
             shell_words(&args),
             stdout.trim_end(),
             stderr.trim_end()
