@@ -73,7 +73,7 @@ profile VARIANT *FLAGS: build-profiling
     cargo build --release -p harness --bins
     ./target/release/harness profile --variant {{VARIANT}} {{FLAGS}}
 
-# Profile every variant and nginx under the same load (~2 min): profiles/, profiles/buckets.csv, results/bottleneck-migration.png and the profile section of results/summary.md.
+# Profile every variant and nginx under the same load (~3.5 min): profiles/ (flame graphs, off-CPU graphs), profiles/buckets.csv, results/cost-per-request.png (CPU µs per request per bucket), results/bottleneck-migration.png and the profile section of results/summary.md.
 profile-all *FLAGS: build-profiling
     cargo build --release -p harness --bins
     ./target/release/harness profile --all {{FLAGS}}

@@ -21,6 +21,8 @@ pub const DEFAULT_DURATION: &str = "10s";
 pub const DEFAULT_WARMUP: &str = "2s";
 /// Length of the syscall count's load.
 pub const DEFAULT_SYSCALL_DURATION: &str = "3s";
+/// Length of the off-CPU recording's load.
+pub const DEFAULT_OFF_CPU_DURATION: &str = "3s";
 
 /// Where the frame-pointer build of the servers goes, relative to cargo's
 /// target directory (see [`frame_pointer_bin_dir`]).
@@ -38,26 +40,37 @@ workload's path), wait --warmup, then
   perf record -e cpu-clock -g -p <every pid of the server's process tree> -- sleep <--duration>
 
 then count its syscalls over a second load of --syscall-duration (perf stat -e
-raw_syscalls:sys_enter plus one syscalls:sys_enter_NAME per common syscall), stop it, and write
-into --out/<server>/:
+raw_syscalls:sys_enter plus one syscalls:sys_enter_NAME per common syscall), record where its
+threads wait over a third load of --off-cpu-duration (perf record -e sched:sched_switch -g -a
+-C <server CPUs>), stop it, and write into --out/<server>/:
 
   report.txt       perf report --stdio --no-children (top symbols, self time)
   flamegraph.svg   the stacks collapsed and rendered with inferno (kernel frames in blue)
   buckets.csv      the share of samples per bucket (DESIGN §7 classifier)
   syscalls.txt     syscalls per request and the syscall mix
+  offcpu.svg       off-CPU flame graph: where the threads waited, in µs (width), by the
+                   syscall they slept in or preemption
   profile.json     all of the above in one file, for the aggregate files
   perf.data        the raw recording (ignored by git)
 
+The figure the reports lead with: the server's CPU time over the recording (its process tree
+from /proc; a process-per-connection model: its CPUs' busy time split by its share of their
+samples) divided by the requests it completed in that same window (its own counter, /stats or
+nginx's stub_status, read just before and after), split by the buckets' shares: CPU µs per
+request per bucket.
+
 With --all (every variant in catalog order, then nginx), also --out/buckets.csv,
---results/bottleneck-migration.png and the profile section of --results/summary.md (the bench
-sections are left as they are). --replot rewrites those three from the profiles already on disk.
+--results/cost-per-request.png (the headline: µs per request per bucket),
+--results/bottleneck-migration.png (the same buckets as shares of 100%) and the profile section
+of --results/summary.md (the bench sections are left as they are). --replot rewrites those from
+the profiles already on disk.
 
 Stacks: the variants are looked up in target/frame-pointers/release, the build `just profile`
 makes with -C force-frame-pointers=yes, so perf's frame-pointer unwinding (-g) sees whole user
 stacks; without it (plain release build) user stacks stop after one frame. nginx is Debian's
 stripped binary: its own frames are unnamed.
 
-Time: about --warmup + --duration + --syscall-duration + 7 s per server (~2 min for --all with
+Time: about --warmup + --duration + --syscall-duration + --off-cpu-duration + 7 s per server (~3.5 min for --all with
 the defaults). Progress goes to stderr. A server that cannot start, or dies while profiled, is
 reported with its stderr tail and the others go on; the exit status is then 1.
 
@@ -95,6 +108,9 @@ pub struct ProfileArgs {
     /// Length of the load during which syscalls are counted
     #[arg(long, value_name = "D", default_value = DEFAULT_SYSCALL_DURATION, value_parser = parse_duration)]
     pub syscall_duration: Duration,
+    /// Length of the load during which off-CPU time is recorded (0s: skip it)
+    #[arg(long, value_name = "D", default_value = DEFAULT_OFF_CPU_DURATION, value_parser = parse_duration)]
+    pub off_cpu_duration: Duration,
     /// Server and client CPUs, threads (the same flags as `harness bench`).
     #[command(flatten)]
     pub cpus: CpuArgs,
@@ -133,6 +149,8 @@ pub struct ProfilePlan {
     pub record: Duration,
     /// Length of the syscall count's load.
     pub syscall_window: Duration,
+    /// Length of the off-CPU recording (zero: none).
+    pub off_cpu_window: Duration,
     /// The request.
     pub workload: Workload,
     /// Connections of the load.
@@ -206,10 +224,15 @@ impl ProfileArgs {
             }
             out
         };
+        let off_cpu = (!self.off_cpu_duration.is_zero())
+            .then_some((self.off_cpu_duration, "--off-cpu-duration"));
         for (d, flag) in [
             (self.duration, "--duration"),
             (self.syscall_duration, "--syscall-duration"),
-        ] {
+        ]
+        .into_iter()
+        .chain(off_cpu)
+        {
             if d < Duration::from_millis(500) {
                 return Err(format!("{flag} {d:?} is too short: use at least 500ms"));
             }
@@ -239,6 +262,7 @@ impl ProfileArgs {
             warmup: self.warmup,
             record: self.duration,
             syscall_window: self.syscall_duration,
+            off_cpu_window: self.off_cpu_duration,
             workload: self.workload,
             connections: self.conns,
             out: self.out.clone(),
@@ -259,6 +283,7 @@ impl ProfilePlan {
         let per = self.warmup.as_secs_f64()
             + self.record.as_secs_f64()
             + self.syscall_window.as_secs_f64()
+            + self.off_cpu_window.as_secs_f64()
             + OVERHEAD_PER_SERVER_S;
         Duration::from_secs_f64(per * self.servers.len() as f64)
     }
@@ -312,7 +337,7 @@ mod tests {
             p.warnings
         );
         let secs = p.estimate().as_secs();
-        assert!((60..=180).contains(&secs), "{secs}");
+        assert!((60..=240).contains(&secs), "{secs}");
     }
 
     #[test]

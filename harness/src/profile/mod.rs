@@ -10,6 +10,7 @@
 //!   stat`, stop, and the per-server files;
 //! - [`stacks`]: `perf script` → collapsed stacks → flame graph (inferno);
 //! - [`classify`]: the bucket rule table and the leaf-to-root walk;
+//! - [`offcpu`]: where the server's threads wait (sched_switch stacks);
 //! - [`syscalls`]: syscalls per request and the mix;
 //! - [`window`]: the recorded window's CPU time, requests and CPU busy %;
 //! - [`summary`]: the combined buckets.csv, the chart and the summary.md
@@ -29,6 +30,7 @@
 
 pub mod classify;
 pub mod cli;
+pub mod offcpu;
 pub mod perf;
 pub mod session;
 pub mod stacks;
@@ -105,6 +107,9 @@ pub struct VariantProfile {
     pub proc_system_pct: f64,
     /// Syscalls per request and the mix.
     pub syscalls: SyscallProfile,
+    /// Where the threads waited off the CPU (None: not recorded).
+    #[serde(default)]
+    pub off_cpu: Option<offcpu::OffCpuSummary>,
     /// The perf record command as run.
     pub perf_record: String,
     /// `perf version`.

@@ -8,6 +8,7 @@
 //! which would show up in the CPU profile as syscall-entry time the server
 //! does not normally spend.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::io::AsRawFd;
@@ -27,6 +28,7 @@ use crate::rig::setup::{self, Ground};
 
 use super::classify::{Breakdown, Bucket};
 use super::cli::ProfilePlan;
+use super::offcpu::{self, OffCpu};
 use super::perf::{self, Perf};
 use super::stacks::{self, SCRIPT_FIELDS};
 use super::syscalls::{self, SyscallProfile};
@@ -36,6 +38,8 @@ use super::{BucketShare, SymbolShare, VariantProfile};
 /// The load outlives the recording by this much, so perf never sees the
 /// load generator's teardown.
 const LOAD_TAIL: Duration = Duration::from_millis(500);
+/// The off-CPU load runs this long before perf starts recording it.
+const OFF_CPU_RAMP: Duration = Duration::from_millis(500);
 /// A perf run still going this long past its expected end is stopped.
 const PERF_OVERRUN: Duration = Duration::from_secs(30);
 /// Frames narrower than this many pixels are left out of the flame graph.
@@ -206,6 +210,8 @@ struct Measurements {
     window: Window,
     load: Measured,
     syscalls: SyscallProfile,
+    /// Where the threads waited, if recorded.
+    off_cpu: Option<OffCpu>,
     notes: Vec<String>,
 }
 
@@ -348,11 +354,32 @@ impl Session<'_> {
         if !server.is_running() {
             return Err(died(server, name, "while its syscalls were counted"));
         }
+
+        // 3. Where the threads wait, over a third load.
+        let off_cpu = if plan.off_cpu_window.is_zero() {
+            None
+        } else {
+            eprintln!(
+                "  {name}: recording off-CPU time over {}",
+                secs(plan.off_cpu_window)
+            );
+            match self.record_off_cpu(server, name, dir)? {
+                Ok(off) => Some(off),
+                Err(why) => {
+                    notes.push(format!("no off-CPU profile: {why}"));
+                    None
+                }
+            }
+        };
+        if !server.is_running() {
+            return Err(died(server, name, "while its off-CPU time was recorded"));
+        }
         Ok(Measurements {
             perf_record,
             window,
             load: load_m,
             syscalls,
+            off_cpu,
             notes,
         })
     }
@@ -403,6 +430,79 @@ impl Session<'_> {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// `perf record -e sched:sched_switch -g` on the server's CPUs under a
+    /// load, folded into the server's off-CPU stacks ([`offcpu`]). Its
+    /// failure is returned as the inner error: the on-CPU figures stand
+    /// without it.
+    fn record_off_cpu(
+        &mut self,
+        server: &Server,
+        name: &str,
+        dir: &Path,
+    ) -> Result<Result<OffCpu, String>, Stop> {
+        let plan = self.plan;
+        let data = dir.join("offcpu.data");
+        let args: Vec<String> = vec![
+            "record".into(),
+            "-e".into(),
+            "sched:sched_switch".into(),
+            "-g".into(),
+            "-a".into(),
+            "-C".into(),
+            format::cpus(&plan.placement.server_cpus),
+            "-o".into(),
+            data.to_string_lossy().into_owned(),
+            "--".into(),
+            "sleep".into(),
+            format!("{:.3}", plan.off_cpu_window.as_secs_f64()),
+        ];
+        let pids = server.tree_pids();
+        let comm = &name[..name.len().min(15)];
+        let owner = if records_cpus(name) {
+            offcpu::Owner::Comm(comm)
+        } else {
+            offcpu::Owner::Pids(&pids)
+        };
+        let load = self.load(server, OFF_CPU_RAMP + plan.off_cpu_window + LOAD_TAIL);
+        let running = self
+            .client
+            .start(&load, &self.scratch, &format!("{name}-offcpu"))
+            .map_err(|e| client_failure(name, e))?;
+        std::thread::sleep(OFF_CPU_RAMP);
+        let log = self.scratch.join(format!("{name}.perf-offcpu.log"));
+        let mut rec = self.spawn_perf(&args, &log)?;
+        let status = self.wait_perf(&mut rec, plan.off_cpu_window + PERF_OVERRUN)?;
+        match running.finish() {
+            Err(ClientError::Interrupted) => return Err(Stop::Interrupted),
+            Err(ClientError::Failed(msg)) => return Ok(Err(format!("the load failed: {msg}"))),
+            Ok(_) => {}
+        }
+        if !status.success() {
+            return Ok(Err(format!(
+                "perf record -e sched:sched_switch exited with {status}: {}",
+                tail_of(&log, 4).trim()
+            )));
+        }
+        let mut script = self
+            .perf
+            .command()
+            .args(["script", "-i"])
+            .arg(&data)
+            .args(["-F", offcpu::SCRIPT_FIELDS])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| Stop::Failed(format!("{name}: starting perf script: {e}")))?;
+        let stdout = script
+            .stdout
+            .take()
+            .ok_or_else(|| Stop::Failed("perf script: no stdout".into()))?;
+        let folded = offcpu::fold(BufReader::new(stdout), &owner);
+        script.wait()?;
+        Ok(folded.map_err(|e| format!("reading perf script: {e}")))
     }
 
     /// `perf stat` started disabled, enabled through its control FIFO just
@@ -524,7 +624,8 @@ impl Session<'_> {
                 tail_of(&log, 12)
             )));
         }
-        let (collapsed, source) = server_stacks(name, collapsed);
+        let (collapsed, source) =
+            server_stacks(name, collapsed).map_err(|e| Stop::Failed(format!("{name}: {e}")))?;
         let breakdown = Breakdown::from_collapsed(&collapsed)
             .map_err(|e| Stop::Failed(format!("{name}: {e}")))?;
         let (us_per_request, window_notes) = m.window.us_per_request(source);
@@ -548,6 +649,9 @@ impl Session<'_> {
         stacks::flamegraph(&collapsed, &title, &subtitle, FLAME_MIN_WIDTH_PX, &mut svg)?;
         write(&dir.join("flamegraph.svg"), &svg)?;
 
+        if let Some(off) = &m.off_cpu {
+            self.write_off_cpu(name, dir, off, &load_text)?;
+        }
         let mut report = self.perf_report(&data, name, &m.perf_record, &load_text)?;
         report.push_str(&bucket_table(&breakdown));
         write(&dir.join("report.txt"), report.as_bytes())?;
@@ -595,6 +699,7 @@ impl Session<'_> {
                 }
             }),
             syscalls: m.syscalls,
+            off_cpu: m.off_cpu.as_ref().map(OffCpu::summary),
             perf_record: m.perf_record,
             perf_version: self.perf.version.clone(),
             machine: self.machine.clone(),
@@ -612,6 +717,35 @@ impl Session<'_> {
             .map_err(|e| Stop::Failed(format!("{name}: profile.json: {e}")))?;
         write(&dir.join("profile.json"), format!("{json}\n").as_bytes())?;
         Ok(profile)
+    }
+
+    /// offcpu.svg (and offcpu.folded, not committed) of one server.
+    fn write_off_cpu(&self, name: &str, dir: &Path, off: &OffCpu, load: &str) -> Result<(), Stop> {
+        let collapsed = off.collapsed();
+        write(&dir.join("offcpu.folded"), collapsed.as_bytes())?;
+        if collapsed.is_empty() {
+            return Ok(());
+        }
+        let s = off.summary();
+        let title = format!("{name}: off-CPU time under {load}");
+        let subtitle = format!(
+            "perf record -e sched:sched_switch -g -a -C {}, {} · {:.2} thread-seconds off the CPU in {} waits · width = µs waited · revision {}",
+            format::cpus(&self.plan.placement.server_cpus),
+            secs(self.plan.off_cpu_window),
+            s.off_cpu_s,
+            s.waits,
+            self.machine.git_revision
+        );
+        let mut svg = Vec::new();
+        stacks::flamegraph_of(
+            &collapsed,
+            &title,
+            &subtitle,
+            FLAME_MIN_WIDTH_PX,
+            "µs",
+            &mut svg,
+        )?;
+        write(&dir.join("offcpu.svg"), &svg)
     }
 
     /// `perf report --stdio --no-children`, flat (no call graphs: the
@@ -724,30 +858,41 @@ fn records_cpus(name: &str) -> bool {
 /// a `-p` recording (the tree's /proc time), or, of a CPU-wide recording,
 /// the stacks of the server's processes (comm = its name, as the kernel
 /// truncates it), whose share of the samples splits the CPUs' busy time.
-fn server_stacks(name: &str, collapsed: String) -> (String, CpuSource) {
+fn server_stacks(name: &str, collapsed: String) -> Result<(String, CpuSource), String> {
     if !records_cpus(name) {
-        return (collapsed, CpuSource::Tree);
+        return Ok((collapsed, CpuSource::Tree));
     }
     let comm = &name[..name.len().min(15)];
-    let (mut all, mut kept) = (0u64, 0u64);
+    let mut by_comm: HashMap<&str, u64> = HashMap::new();
     let mut out = String::with_capacity(collapsed.len());
     for line in collapsed.lines() {
         let Some((stack, count)) = super::classify::parse_collapsed_line(line) else {
             continue;
         };
-        all += count;
-        if stack.split(';').next() == Some(comm) {
-            kept += count;
+        let who = stack.split(';').next().unwrap_or("");
+        *by_comm.entry(who).or_default() += count;
+        if who == comm {
             out.push_str(line);
             out.push('\n');
         }
     }
-    let share = if all == 0 {
-        0.0
-    } else {
-        kept as f64 / all as f64
-    };
-    (out, CpuSource::CpusShare(share))
+    let all: u64 = by_comm.values().sum();
+    let kept = by_comm.get(comm).copied().unwrap_or(0);
+    if kept == 0 {
+        let mut top: Vec<(&str, u64)> = by_comm.into_iter().collect();
+        top.sort_by_key(|x| std::cmp::Reverse(x.1));
+        let ran = top
+            .iter()
+            .take(4)
+            .map(|(c, n)| format!("{c} {:.0}%", 100.0 * *n as f64 / all.max(1) as f64))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(format!(
+            "none of the {all} samples on the server's CPUs was a `{comm}` process (they ran: \
+             {ran}): something else had those CPUs"
+        ));
+    }
+    Ok((out, CpuSource::CpusShare(kept as f64 / all as f64)))
 }
 
 fn pid_list(pids: &[u32]) -> String {

@@ -150,6 +150,19 @@ pub fn flamegraph(
     min_width_px: f64,
     out: impl Write,
 ) -> io::Result<()> {
+    flamegraph_of(collapsed, title, subtitle, min_width_px, "samples", out)
+}
+
+/// [`flamegraph`] of stacks counted in `count_name` (e.g. `µs` for
+/// off-CPU time).
+pub fn flamegraph_of(
+    collapsed: &str,
+    title: &str,
+    subtitle: &str,
+    min_width_px: f64,
+    count_name: &str,
+    out: impl Write,
+) -> io::Result<()> {
     let mut palette = kernel_palette(collapsed);
     let mut opts = FlameOptions::default();
     opts.title = title.to_string();
@@ -157,7 +170,7 @@ pub fn flamegraph(
     opts.colors = Palette::Basic(BasicPalette::Hot);
     opts.deterministic = true;
     opts.palette_map = Some(&mut palette);
-    opts.count_name = "samples".to_string();
+    opts.count_name = count_name.to_string();
     opts.min_width = min_width_px;
     opts.image_width = Some(1200);
     flamegraph::from_lines(&mut opts, collapsed.lines(), out)

@@ -288,6 +288,7 @@ pub fn section(
         first.perf_version,
     );
     cost_table(&mut md, profiles);
+    off_cpu_table(&mut md, profiles, &rel);
     let _ = writeln!(
         md,
         "| server | samples | server CPU % | user % | kernel % | (/proc sys %) | syscalls/req | syscall mix per request | top 5 symbols (self %) |"
@@ -431,6 +432,52 @@ fn cost_table(md: &mut String, profiles: &[VariantProfile]) {
          work (or for the client).\n"
     );
     let _ = writeln!(md, "![CPU µs per request]({COST_CHART_FILE})\n");
+}
+
+/// Where the threads waited: one row per server that has an off-CPU
+/// recording, with its flame graph linked.
+fn off_cpu_table(md: &mut String, profiles: &[VariantProfile], rel: &str) {
+    let with: Vec<&VariantProfile> = profiles.iter().filter(|p| p.off_cpu.is_some()).collect();
+    if with.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "### Off the CPU: where the threads wait\n");
+    let _ = writeln!(
+        md,
+        "| server | busy % of the server CPUs | threads off the CPU (thread-s per s) | waits per s | where they waited (% of the off-CPU time) | flame graph |"
+    );
+    let _ = writeln!(md, "|---|--:|--:|--:|---|---|");
+    for p in with {
+        let Some(o) = &p.off_cpu else { continue };
+        let span = o.span_s.max(1e-9);
+        let reasons = o
+            .reasons
+            .iter()
+            .take(4)
+            .map(|(r, pct)| format!("{r} {pct:.0}%"))
+            .collect::<Vec<_>>()
+            .join(" · ");
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} | {:.2} | {} | {} | [offcpu.svg]({rel}{}/offcpu.svg) |",
+            p.variant,
+            p.server_cpus_busy_pct,
+            o.off_cpu_s / span,
+            thousands(o.waits as f64 / span),
+            reasons,
+            p.variant
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nOff-CPU time from `perf record -e sched:sched_switch -g -a -C <server CPUs>` under the \
+         same load: each of the server's threads' waits from the switch that takes it off the CPU \
+         to the one that puts it back, summed per stack, by the syscall it slept in (or \
+         `preempted`: runnable, waiting for the CPU). Thread-seconds per second above 1 mean \
+         several threads waiting at once. A thread asleep through the whole recording has no \
+         switch in it and is not counted. Busy % is the server CPUs' utilisation by /proc/stat \
+         during the main recording.\n"
+    );
 }
 
 /// `../profiles/` for out=`profiles`, results=`results` (how summary.md
