@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use harness::machine::Machine;
 use harness::profile::classify::{split_annotation, Breakdown, Bucket, Classifier};
 use harness::profile::perf::{Perf, PerfError};
-use harness::profile::{stacks, summary};
+use harness::profile::{stacks, summary, VariantProfile};
 use harness::report::{self, RunInfo};
 
 const FIXTURE: &str = include_str!("fixtures/perf-script-epoll.txt");
@@ -427,6 +427,8 @@ fn a_short_profile_of_epoll_writes_all_four_files() {
             "500ms",
             "--syscall-duration",
             "1s",
+            "--off-cpu-duration",
+            "1s",
             "--bin-dir",
             &bins,
             "--out",
@@ -438,6 +440,15 @@ fn a_short_profile_of_epoll_writes_all_four_files() {
     );
     assert_eq!(o.code, Some(0), "{}", o.describe());
     let dir = out.path().join("epoll");
+    costed_per_request(&dir, &o);
+    // Off the CPU: epoll under a load that does not saturate it waits in
+    // epoll_wait, and that is where its off-CPU graph says it waited.
+    let offcpu = non_empty(&dir.join("offcpu.svg"), &o);
+    assert!(
+        offcpu.contains("<svg") && offcpu.contains("epoll_wait"),
+        "{}",
+        &offcpu[..300]
+    );
     let report = non_empty(&dir.join("report.txt"), &o);
     assert!(
         report.contains("cpu-clock") && report.contains("# Buckets"),
@@ -485,9 +496,79 @@ fn a_short_profile_of_epoll_writes_all_four_files() {
     );
     assert_eq!(text.matches(summary::BEGIN).count(), 1, "{text}");
     assert!(text.contains("| epoll |"), "{text}");
-    let png = fs::read(results.path().join(summary::CHART_FILE)).unwrap();
-    assert_eq!(png_size(&png), (1200, 700));
+    assert!(
+        text.contains("CPU µs/req") && text.contains("Off the CPU"),
+        "{text}"
+    );
+    for chart in [summary::CHART_FILE, summary::COST_CHART_FILE] {
+        let png = fs::read(results.path().join(chart)).unwrap();
+        assert_eq!(png_size(&png), (1200, 700), "{chart}");
+    }
     non_empty(&out.path().join("buckets.csv"), &o);
+}
+
+/// The profile in `dir` has CPU µs per request from its own window, and the
+/// buckets' µs add up to it.
+fn costed_per_request(dir: &Path, o: &Output) -> VariantProfile {
+    let text = non_empty(&dir.join("profile.json"), o);
+    let p: VariantProfile = serde_json::from_str(&text).unwrap();
+    assert!(p.window_requests > 0, "{text}");
+    assert!(p.cpu_us_per_request > 0.0, "{text}");
+    let sum: f64 = p.buckets.iter().map(|b| b.us_per_request).sum();
+    assert!(
+        (sum - p.cpu_us_per_request).abs() < 1e-6 * p.cpu_us_per_request.max(1.0),
+        "{sum} vs {text}"
+    );
+    let rows = summary::read_buckets_csv(&dir.join("buckets.csv")).unwrap();
+    let csv_sum: f64 = rows.iter().map(|r| r.us_per_request).sum();
+    assert!(
+        (csv_sum - p.cpu_us_per_request).abs() < 0.01,
+        "{csv_sum} vs {text}"
+    );
+    p
+}
+
+#[test]
+fn nginx_is_costed_by_its_own_request_counter() {
+    if usable_perf("nginx_is_costed_by_its_own_request_counter").is_none() {
+        return;
+    }
+    if harness::rig::nginx::find().is_none() {
+        println!(
+            "note: nginx_is_costed_by_its_own_request_counter skipped: {}",
+            harness::rig::nginx::INSTALL_HINT
+        );
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let results = tempfile::tempdir().unwrap();
+    let o = harness(
+        &[
+            "profile",
+            "--variant",
+            "nginx",
+            "--conns",
+            "20",
+            "--duration",
+            "1s",
+            "--warmup",
+            "500ms",
+            "--syscall-duration",
+            "1s",
+            "--off-cpu-duration",
+            "0s",
+            "--out",
+            out.path().to_str().unwrap(),
+            "--results",
+            results.path().to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(o.code, Some(0), "{}", o.describe());
+    let dir = out.path().join("nginx");
+    let p = costed_per_request(&dir, &o);
+    assert!(p.off_cpu.is_none(), "--off-cpu-duration 0s records none");
+    assert!(!dir.join("offcpu.svg").exists());
 }
 
 /// A fake `epoll` (Python, when there is one): serves /health and
