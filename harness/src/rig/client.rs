@@ -155,8 +155,8 @@ pub struct Measured {
     /// Failures by kind.
     pub errors: Errors,
     /// Requests in flight when the run ended, abandoned: neither responses
-    /// nor errors (only oha reports them; wrk and loadgen drop theirs
-    /// uncounted).
+    /// nor errors (loadgen's `in_flight_at_end`, oha's "aborted due to
+    /// deadline"; wrk drops its own uncounted).
     pub abandoned: u64,
 }
 
@@ -436,6 +436,8 @@ struct LoadgenJson {
     requests_per_sec: f64,
     latency_us: LoadgenLatency,
     errors: Errors,
+    #[serde(default)]
+    in_flight_at_end: u64,
 }
 
 #[derive(Deserialize)]
@@ -461,7 +463,7 @@ pub fn parse_loadgen_json(text: &str) -> Result<Measured, String> {
         p99_9_us: j.latency_us.p99_9,
         max_us: j.latency_us.max,
         errors: j.errors,
-        abandoned: 0,
+        abandoned: j.in_flight_at_end,
     })
 }
 
@@ -622,12 +624,14 @@ Transfer/sec:     10.00MB
     fn parses_loadgen_json() {
         let text = r#"{"settings":{},"duration_s":1.5,"requests":3000,"requests_per_sec":2000.0,
             "latency_us":{"min":1,"mean":2.0,"stdev":0.5,"max":900,"p50":100,"p75":150,"p90":200,"p99":400,"p99_9":800,"p99_99":890},
-            "errors":{"connect":0,"read":1,"write":0,"timeout":2,"status":3,"status_by_code":{"503":3},"idle_close":9}}"#;
+            "errors":{"connect":0,"read":1,"write":0,"timeout":2,"status":3,"status_by_code":{"503":3},"idle_close":9},
+            "in_flight_at_end":4}"#;
         let m = parse_loadgen_json(text).unwrap();
         assert_eq!(m.requests, 3000);
         assert_eq!(m.p99_9_us, 800.0);
         assert_eq!(m.errors.total(), 6);
         assert_eq!(m.errors.describe(), "read 1, timeout 2, status 3");
+        assert_eq!(m.abandoned, 4);
     }
 
     #[test]

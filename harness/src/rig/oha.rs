@@ -6,8 +6,9 @@
 //! it received (any status) over the same length, as wrk and loadgen count
 //! theirs. A response outside 200-399 is a `status` error, as wrk counts it.
 //! Requests still in flight at the deadline (oha's "aborted due to
-//! deadline") are neither responses nor errors: wrk and loadgen drop theirs
-//! uncounted, so they are kept apart in [`Measured::abandoned`].
+//! deadline") are neither responses nor errors, as for wrk (which drops
+//! them uncounted) and loadgen (which reports them as in flight at the
+//! end): they are kept apart in [`Measured::abandoned`].
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;

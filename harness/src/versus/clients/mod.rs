@@ -62,8 +62,9 @@ Output: every run in the order they ran, then per mode the medians of each clien
   lg/x, cpu lg/x    loadgen/client of req/s (>= 1.0 is the target) and of cpu_us/req (<= 1.0)
   errors            connect, read, write and timeout errors plus responses outside 200-399
   result            PASS, FAIL(req/s), FAIL(cpu), FAIL(req/s,cpu) or FAIL(no-data)
-oha's requests still in flight at the deadline (its \"aborted due to deadline\") are neither
-responses nor errors, as wrk and loadgen drop theirs uncounted; the runs table shows them.
+Requests still in flight at the end (loadgen's in_flight_at_end, oha's \"aborted due to
+deadline\") are neither responses nor errors, as for wrk, which drops its own uncounted; the
+runs table shows them.
 --csv FILE: mode,conns,client,run,requests,req_per_s,cpu_us_per_req,client_cpu_pct,
 nginx_cpu_pct,nginx_us_per_req,errors,status; a row per run, a `median` row per client and a
 `loadgen/CLIENT` `ratio` row per other client (the columns of earlier loadgen-vs-wrk files).

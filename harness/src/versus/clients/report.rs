@@ -28,7 +28,7 @@ pub struct Figures {
     pub nginx_us: f64,
     /// Errors of every kind.
     pub errors: u64,
-    /// Requests in flight at the end, abandoned (oha only).
+    /// Requests in flight at the end, abandoned (loadgen and oha report them).
     pub abandoned: u64,
 }
 

@@ -67,7 +67,8 @@ fn parse(requested: &[String]) -> Result<Vec<ClientKind>, String> {
     Ok(kinds)
 }
 
-/// The message for a client asked for but not found.
+/// The message for a client asked for (by --clients, or by
+/// `loadgen-vs-wrk`, which names wrk) but not found.
 fn missing(kind: ClientKind) -> String {
     match kind {
         ClientKind::Loadgen => format!(
@@ -75,11 +76,11 @@ fn missing(kind: ClientKind) -> String {
             kind.install_hint()
         ),
         ClientKind::Oha => format!(
-            "oha not found (on PATH or in ~/.cargo/bin) but named in --clients: install it with `{}`",
+            "oha not found on PATH or in ~/.cargo/bin: install it with `{}`",
             kind.install_hint()
         ),
         ClientKind::Wrk => format!(
-            "wrk not found on PATH but named in --clients: install it with `{}`",
+            "wrk not found on PATH: install it with `{}`",
             kind.install_hint()
         ),
     }
