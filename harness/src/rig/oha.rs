@@ -132,3 +132,99 @@ fn error_kind(message: &str) -> Option<fn(&mut Errors) -> &mut u64> {
         Some(|e| &mut e.read)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    // Real results of oha 1.16 (`--no-tui --output-format json -z 1s
+    // --worker-threads 1`) against the epoll variant: GET /plaintext with
+    // 20 connections, a missing file with 4, and a port nobody listens on.
+    const PLAINTEXT: &str = include_str!("../../tests/fixtures/oha-plaintext.json");
+    const NOT_FOUND: &str = include_str!("../../tests/fixtures/oha-404.json");
+    const REFUSED: &str = include_str!("../../tests/fixtures/oha-refused.json");
+
+    #[test]
+    fn responses_over_the_run_not_ohas_requests_per_sec() {
+        let m = parse_json(PLAINTEXT).unwrap();
+        assert_eq!((m.requests, m.abandoned, m.errors.total()), (99_238, 20, 0));
+        assert_eq!(m.duration_s, 1.001483457);
+        // oha's own requestsPerSec (99110.97) counts the 20 cut off too.
+        assert!((m.req_per_s - 99_238.0 / 1.001483457).abs() < 1e-6);
+        assert!((m.p50_us - 203.241).abs() < 1e-6, "{m:?}");
+        assert!((m.p99_9_us - 1258.194).abs() < 1e-6, "{m:?}");
+        assert!((m.max_us - 2339.636).abs() < 1e-6, "{m:?}");
+    }
+
+    #[test]
+    fn a_404_is_a_response_and_a_status_error() {
+        let m = parse_json(NOT_FOUND).unwrap();
+        assert_eq!(
+            (m.requests, m.errors.status, m.abandoned),
+            (32_682, 32_682, 4)
+        );
+        assert_eq!(m.errors.describe(), "status 32682");
+    }
+
+    #[test]
+    fn refused_connections_are_connect_errors_without_latency() {
+        let m = parse_json(REFUSED).unwrap();
+        assert_eq!((m.requests, m.req_per_s), (0, 0.0));
+        assert_eq!(
+            (m.errors.connect, m.errors.total(), m.abandoned),
+            (21_875, 21_875, 2)
+        );
+        assert_eq!((m.p50_us, m.max_us), (0.0, 0.0));
+    }
+
+    #[test]
+    fn error_messages_by_kind() {
+        let mut e = Errors::default();
+        for msg in [
+            "timeout",
+            "Connection reset by peer (os error 104)",
+            "connection closed before message completed",
+            "Cannot assign requested address (os error 99)",
+        ] {
+            *error_kind(msg).unwrap()(&mut e) += 1;
+        }
+        assert_eq!(e.describe(), "connect 1, read 2, timeout 1");
+        assert!(error_kind(DEADLINE).is_none());
+    }
+
+    #[test]
+    fn unreadable_output_is_an_error() {
+        assert!(parse_json("").is_err());
+        assert!(
+            parse_json(r#"{"summary":{"total":1.0},"statusCodeDistribution":{"OK":3}}"#).is_err()
+        );
+    }
+
+    fn load(pipeline: usize, close: bool) -> Load {
+        Load {
+            url: "http://127.0.0.1:8080/plaintext".into(),
+            path: "/plaintext".into(),
+            connections: 50,
+            duration: Duration::from_millis(1500),
+            pipeline,
+            close,
+        }
+    }
+
+    #[test]
+    fn command_lines() {
+        let json = Path::new("/tmp/r.json");
+        let a = args(&load(1, false), 2, json).unwrap();
+        let a: Vec<&str> = a.iter().map(|s| s.to_str().unwrap()).collect();
+        assert_eq!(
+            a.join(" "),
+            "--no-tui --output-format json -o /tmp/r.json -c 50 -z 1500ms --worker-threads 2 http://127.0.0.1:8080/plaintext"
+        );
+        let a = args(&load(1, true), 1, json).unwrap();
+        assert!(a.iter().any(|s| s == "--disable-keepalive"));
+        let err = args(&load(16, false), 1, json).unwrap_err();
+        assert!(err.contains("cannot pipeline"), "{err}");
+    }
+}

@@ -42,6 +42,7 @@ pub fn loadgen_bin() -> &'static str {
 
 /// The outcome of one loadgen run.
 pub struct Run {
+    pub program: String,
     pub args: Vec<String>,
     pub status: ExitStatus,
     pub stdout: String,
@@ -58,7 +59,8 @@ impl Run {
     /// Everything about the run, for assertion messages.
     pub fn describe(&self) -> String {
         format!(
-            "loadgen {}\n  exit: {}\n  elapsed: {:.2?}\n--- stdout ---\n{}\n--- stderr ---\n{}\n--------------",
+            "{} {}\n  exit: {}\n  elapsed: {:.2?}\n--- stdout ---\n{}\n--- stderr ---\n{}\n--------------",
+            self.program,
             shell_words(&self.args),
             self.status,
             self.elapsed,
@@ -67,7 +69,7 @@ impl Run {
         )
     }
 
-    /// Panic unless loadgen exited with `code`.
+    /// Panic unless the program exited with `code`.
     #[track_caller]
     pub fn expect_code(&self, code: i32, what: &str) -> &Self {
         assert_eq!(
@@ -105,24 +107,40 @@ fn shell_words(args: &[String]) -> String {
 /// not exited within `limit` (a hang guard, not a timing assertion).
 #[track_caller]
 pub fn run_loadgen(args: &[&str], limit: Duration) -> Run {
+    run_program(loadgen_bin(), args, &[], limit)
+}
+
+/// Run the harness with `args` and the environment variables `env` set,
+/// under the same hang guard as [`run_loadgen`].
+#[track_caller]
+pub fn run_harness(args: &[&str], env: &[(&str, &Path)], limit: Duration) -> Run {
+    run_program(env!("CARGO_BIN_EXE_harness"), args, env, limit)
+}
+
+#[track_caller]
+fn run_program(program: &str, args: &[&str], env: &[(&str, &Path)], limit: Duration) -> Run {
+    let name = Path::new(program)
+        .file_name()
+        .map_or(program.into(), |n| n.to_string_lossy().into_owned());
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let out = tempfile::tempfile().expect("temp file for loadgen stdout");
-    let err = tempfile::tempfile().expect("temp file for loadgen stderr");
-    let mut cmd = Command::new(loadgen_bin());
+    let out = tempfile::tempfile().expect("temp file for stdout");
+    let err = tempfile::tempfile().expect("temp file for stderr");
+    let mut cmd = Command::new(program);
     die_with_parent(&mut cmd);
     let start = Instant::now();
     let mut child = cmd
         .args(&args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::from(out.try_clone().expect("dup stdout file")))
         .stderr(Stdio::from(err.try_clone().expect("dup stderr file")))
         .spawn()
-        .unwrap_or_else(|e| panic!("spawn {}: {e}", loadgen_bin()));
+        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
     let status = loop {
         match child.try_wait() {
             Ok(Some(st)) => break Some(st),
             Ok(None) => {}
-            Err(e) => panic!("waiting for loadgen: {e}"),
+            Err(e) => panic!("waiting for {name}: {e}"),
         }
         if start.elapsed() >= limit {
             let _ = child.kill();
@@ -137,6 +155,7 @@ pub fn run_loadgen(args: &[&str], limit: Duration) -> Run {
     match status {
         Some(status) => {
             let run = Run {
+                program: name,
                 args,
                 status,
                 stdout,
@@ -150,7 +169,7 @@ pub fn run_loadgen(args: &[&str], limit: Duration) -> Run {
             run
         }
         None => panic!(
-            "loadgen {} did not exit within {limit:?} (killed; it must never hang)\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            "{name} {} did not exit within {limit:?} (killed; it must never hang)\n--- stdout ---\n{}\n--- stderr ---\n{}",
             shell_words(&args),
             stdout.trim_end(),
             stderr.trim_end()
