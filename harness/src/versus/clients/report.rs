@@ -347,6 +347,26 @@ impl Table<'_> {
     }
 }
 
+/// `ok`, with the errors by kind and the requests abandoned at the end
+/// when there are any.
+fn status(s: &Sample) -> String {
+    let mut why = Vec::new();
+    if s.load.errors.total() > 0 {
+        why.push(s.load.errors.describe());
+    }
+    if s.load.abandoned > 0 {
+        why.push(format!(
+            "{} in flight at the end, abandoned",
+            s.load.abandoned
+        ));
+    }
+    if why.is_empty() {
+        "ok".into()
+    } else {
+        format!("ok ({})", why.join("; "))
+    }
+}
+
 /// The cells of one run in the runs table.
 fn run_cells(r: &RunRow) -> Vec<String> {
     let mut c = vec![
@@ -366,10 +386,7 @@ fn run_cells(r: &RunRow) -> Vec<String> {
                 format!("{:.1}", f.nginx_pct),
                 format!("{:.2}", f.nginx_us),
                 f.errors.to_string(),
-                match f.abandoned {
-                    0 => "ok".into(),
-                    n => format!("ok ({n} in flight at the end, abandoned)"),
-                },
+                status(s),
             ]);
         }
         Err(m) => {
