@@ -35,9 +35,10 @@ compare OLD_BIN_DIR VARIANT *FLAGS:
 bench-vs-nginx *ARGS:
     scripts/bench-vs-nginx {{ARGS}}
 
-# loadgen vs wrk against nginx (1 worker on CPU 0, clients -t1 on CPU 1), alternating runs; see scripts/loadgen-vs-wrk --help.
-loadgen-vs-wrk *ARGS:
-    scripts/loadgen-vs-wrk {{ARGS}}
+# loadgen, wrk and oha (when installed) against one nginx (1 worker on CPU 0, each client with 1 thread on CPU 1), alternating runs; flags pass through (`harness clients --help`).
+clients *ARGS:
+    cargo build --release -p harness --bins
+    ./target/release/harness clients {{ARGS}}
 
 # cargo fmt --check and clippy with warnings denied.
 lint:

@@ -1,5 +1,5 @@
 -- wrk-pipeline.lua: make wrk pipeline HTTP/1.1 requests (wrk's own
--- pipeline.lua idea), for scripts/loadgen-vs-wrk.
+-- pipeline.lua idea), for `harness clients` and `harness bench --workload pipelined`.
 --
 --   wrk -t1 -c50 -d10s -s scripts/wrk-pipeline.lua http://127.0.0.1:PORT/plaintext -- 16 /plaintext
 --

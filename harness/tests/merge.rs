@@ -74,6 +74,7 @@ fn two_loadgens_merge_to_their_sum() {
             &out,
             "-L",
         ],
+        &[],
         LIMIT,
     );
     merge.expect_code(0, "harness merge");
@@ -173,6 +174,7 @@ fn two_loadgens_merge_to_their_sum() {
             "--json",
             &path("again.json"),
         ],
+        &[],
         LIMIT,
     );
     again.expect_code(0, "merging a merged file");
@@ -235,7 +237,7 @@ fn refusals_name_the_file_and_the_key() {
         let mut args = vec!["merge".to_string()];
         args.extend(files.iter().map(|f| path(f)));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let r = run_harness(&args, LIMIT);
+        let r = run_harness(&args, &[], LIMIT);
         r.expect_code(1, want);
         let msg = r
             .stderr
@@ -255,6 +257,7 @@ fn refusals_name_the_file_and_the_key() {
             &path("good.json"),
             &path("other.json"),
         ],
+        &[],
         LIMIT,
     );
     mixed.expect_code(0, "--allow-mixed");

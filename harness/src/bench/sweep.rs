@@ -52,12 +52,17 @@ pub struct Outcome {
 pub fn run(plan: &Plan) -> Result<Outcome, String> {
     fs::create_dir_all(&plan.out)
         .map_err(|e| format!("cannot create --out {}: {e}", plan.out.display()))?;
-    let client_program = match plan.client {
-        ClientKind::Loadgen => setup::loadgen_in(&plan.bin_dir)?,
-        ClientKind::Wrk => {
-            setup::wrk().map_err(|e| format!("{e}, or use the default --client loadgen"))?
-        }
-    };
+    let client_program =
+        match plan.client {
+            ClientKind::Loadgen => setup::loadgen_in(&plan.bin_dir)?,
+            ClientKind::Wrk => {
+                setup::wrk().map_err(|e| format!("{e}, or use the default --client loadgen"))?
+            }
+            ClientKind::Oha => return Err(
+                "oha cannot pipeline: it is compared in `harness clients`, not a --client of bench"
+                    .into(),
+            ),
+        };
     // Before pinning (in `Ground::prepare`): it counts the CPUs this process may use.
     let machine = Machine::detect();
     let ground = Ground::prepare("bench-run", &plan.placement.client_cpus)?;
@@ -474,6 +479,7 @@ impl Sweep<'_> {
         let client = match c.kind {
             ClientKind::Loadgen => format!("loadgen -t {} (--timeout 2s)", c.threads),
             ClientKind::Wrk => format!("wrk -t {} --latency", c.threads),
+            ClientKind::Oha => format!("oha --worker-threads {}", c.threads),
         };
         let mut s: Vec<(String, String)> = vec![
             ("client".into(), client),

@@ -18,7 +18,7 @@ use harness::profile::{session, summary};
 use harness::report;
 use harness::rig::process;
 use harness::soak::{self, cli::SoakArgs};
-use harness::versus::{self, clients::VsWrkArgs, nginx::VsNginxArgs};
+use harness::versus::{self, clients::ClientsArgs, nginx::VsNginxArgs};
 
 /// Benchmarks for the server variants: sweeps, reports and perf profiles.
 #[derive(Parser, Debug)]
@@ -54,10 +54,15 @@ enum Command {
     /// latency, CPU and syscalls per request, ratios to nginx.
     #[command(name = "bench-vs-nginx", args_override_self = true)]
     BenchVsNginx(VsNginxArgs),
-    /// loadgen and wrk alternating against one nginx: req/s and CPU per
-    /// request of each client.
-    #[command(name = "loadgen-vs-wrk", args_override_self = true)]
-    LoadgenVsWrk(VsWrkArgs),
+    /// Load generators side by side (loadgen, wrk, oha when installed),
+    /// pinned alike and alternating against one nginx: req/s and CPU per
+    /// request of each client and of nginx under each, ratios to loadgen.
+    #[command(args_override_self = true)]
+    Clients(ClientsArgs),
+    /// `clients` as it was first named: wrk and loadgen unless --clients
+    /// says otherwise.
+    #[command(name = "loadgen-vs-wrk", args_override_self = true, hide = true)]
+    LoadgenVsWrk(ClientsArgs),
     /// Several loadgen --json results (processes or machines driving one
     /// server at once) as one: counts and errors summed, histograms added.
     #[command(args_override_self = true)]
@@ -110,7 +115,11 @@ fn main() -> ExitCode {
         Command::BenchVsNginx(args) => {
             versus_cmd("bench-vs-nginx", |dir| versus::nginx::run(&args, dir))
         }
-        Command::LoadgenVsWrk(args) => {
+        Command::Clients(args) => versus_cmd("clients", |dir| versus::clients::run(&args, dir)),
+        Command::LoadgenVsWrk(mut args) => {
+            if args.clients.is_empty() {
+                args.clients = vec!["wrk".into(), "loadgen".into()];
+            }
             versus_cmd("loadgen-vs-wrk", |dir| versus::clients::run(&args, dir))
         }
         Command::Merge(args) => match merge_cmd(&args) {

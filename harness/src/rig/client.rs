@@ -1,6 +1,7 @@
 //! The load generator side of a point: the project's `loadgen` (its
-//! `--json` result read back) or `wrk` (its report parsed, plus exact
-//! figures from a generated Lua `done` hook), pinned to the client CPUs.
+//! `--json` result read back), `wrk` (its report parsed, plus exact
+//! figures from a generated Lua `done` hook) or, for `harness clients`,
+//! oha (its JSON result, [`super::oha`]), pinned to the client CPUs.
 
 use std::ffi::OsString;
 use std::fs::{self, File};
@@ -22,6 +23,10 @@ pub enum ClientKind {
     Loadgen,
     /// wrk (text output parsed).
     Wrk,
+    /// oha (`--output-format json`). Only `harness clients` runs it: it
+    /// cannot pipeline, so it is not a `harness bench --client`.
+    #[value(skip)]
+    Oha,
 }
 
 impl ClientKind {
@@ -30,6 +35,29 @@ impl ClientKind {
         match self {
             ClientKind::Loadgen => "loadgen",
             ClientKind::Wrk => "wrk",
+            ClientKind::Oha => "oha",
+        }
+    }
+
+    /// Every kind, in the order `harness clients` runs them by default.
+    pub const ALL: [ClientKind; 3] = [ClientKind::Wrk, ClientKind::Oha, ClientKind::Loadgen];
+
+    /// The kind called `name` on the command line.
+    pub fn from_name(name: &str) -> Option<ClientKind> {
+        ClientKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether it can write requests back to back on a connection.
+    pub fn can_pipeline(self) -> bool {
+        self != ClientKind::Oha
+    }
+
+    /// The command that installs (or builds) it.
+    pub fn install_hint(self) -> &'static str {
+        match self {
+            ClientKind::Loadgen => "cargo build --release -p harness",
+            ClientKind::Wrk => "apt-get install wrk",
+            ClientKind::Oha => "cargo install oha",
         }
     }
 }
@@ -37,13 +65,14 @@ impl ClientKind {
 /// The client program and where it runs.
 #[derive(Debug, Clone)]
 pub struct Client {
-    /// loadgen or wrk: decides the command line and how the result is read.
+    /// loadgen, wrk or oha: decides the command line and how the result is read.
     pub kind: ClientKind,
     /// The binary.
     pub program: PathBuf,
     /// Where it is pinned: never the server's CPUs.
     pub cpus: Vec<usize>,
-    /// `-t`: at most this many threads (never more than connections).
+    /// `-t` (oha: `--worker-threads`): at most this many threads (never
+    /// more than connections).
     pub threads: usize,
     /// wrk only: scripts/wrk-pipeline.lua, for pipelined loads.
     pub wrk_pipeline_script: Option<PathBuf>,
@@ -125,6 +154,10 @@ pub struct Measured {
     pub max_us: f64,
     /// Failures by kind.
     pub errors: Errors,
+    /// Requests in flight when the run ended, abandoned: neither responses
+    /// nor errors (loadgen's `in_flight_at_end`, oha's "aborted due to
+    /// deadline"; wrk drops its own uncounted).
+    pub abandoned: u64,
 }
 
 #[derive(Debug)]
@@ -207,6 +240,11 @@ impl Client {
                 }
                 Ok(a)
             }
+            ClientKind::Oha => super::oha::args(
+                load,
+                self.threads_for(load.connections),
+                &scratch.join(format!("{tag}.json")),
+            ),
         }
     }
 
@@ -330,6 +368,15 @@ impl RunningClient {
                 let text = fs::read_to_string(&out_path).unwrap_or_default();
                 parse_wrk(&text).map_err(failed)
             }
+            ClientKind::Oha => {
+                let text = fs::read_to_string(&self.json_path).map_err(|e| {
+                    failed(format!(
+                        "reading its JSON result {}: {e}",
+                        self.json_path.display()
+                    ))
+                })?;
+                super::oha::parse_json(&text).map_err(failed)
+            }
         }
     }
 }
@@ -389,6 +436,8 @@ struct LoadgenJson {
     requests_per_sec: f64,
     latency_us: LoadgenLatency,
     errors: Errors,
+    #[serde(default)]
+    in_flight_at_end: u64,
 }
 
 #[derive(Deserialize)]
@@ -414,6 +463,7 @@ pub fn parse_loadgen_json(text: &str) -> Result<Measured, String> {
         p99_9_us: j.latency_us.p99_9,
         max_us: j.latency_us.max,
         errors: j.errors,
+        abandoned: j.in_flight_at_end,
     })
 }
 
@@ -574,12 +624,14 @@ Transfer/sec:     10.00MB
     fn parses_loadgen_json() {
         let text = r#"{"settings":{},"duration_s":1.5,"requests":3000,"requests_per_sec":2000.0,
             "latency_us":{"min":1,"mean":2.0,"stdev":0.5,"max":900,"p50":100,"p75":150,"p90":200,"p99":400,"p99_9":800,"p99_99":890},
-            "errors":{"connect":0,"read":1,"write":0,"timeout":2,"status":3,"status_by_code":{"503":3},"idle_close":9}}"#;
+            "errors":{"connect":0,"read":1,"write":0,"timeout":2,"status":3,"status_by_code":{"503":3},"idle_close":9},
+            "in_flight_at_end":4}"#;
         let m = parse_loadgen_json(text).unwrap();
         assert_eq!(m.requests, 3000);
         assert_eq!(m.p99_9_us, 800.0);
         assert_eq!(m.errors.total(), 6);
         assert_eq!(m.errors.describe(), "read 1, timeout 2, status 3");
+        assert_eq!(m.abandoned, 4);
     }
 
     #[test]

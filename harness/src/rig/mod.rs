@@ -1,6 +1,6 @@
 //! Starting a server pinned and measuring it, once for every subcommand
 //! (DESIGN §6): `harness bench`, `harness profile`, `harness compare`,
-//! `harness bench-vs-nginx` and `harness loadgen-vs-wrk` all start servers
+//! `harness bench-vs-nginx` and `harness clients` all start servers
 //! and clients through here, so a number from one is comparable with a
 //! number from another.
 //!
@@ -11,6 +11,7 @@
 //! - [`served`]: the requests a server has answered, by its own counter;
 //! - [`nginx`]: the reference server's config, rendered into a temp prefix;
 //! - [`client`]: loadgen or wrk, pinned, and what they measured;
+//! - [`oha`]: oha's command line and JSON result (`harness clients` only);
 //! - [`workload`]: the requests and the shared docroot;
 //! - [`setup`]: the docroot, scratch space and tools a run needs;
 //! - [`process`]: pinning, process groups, the Ctrl-C flag, tool lookup.
@@ -20,6 +21,7 @@ pub mod cpus;
 pub mod launch;
 pub mod measure;
 pub mod nginx;
+pub mod oha;
 pub mod process;
 pub mod served;
 pub mod server;

@@ -1,16 +1,18 @@
-//! The two head-to-head benchmarks that used to be shell scripts, now on
-//! the same machinery as `harness bench` ([`crate::rig`]):
+//! The head-to-head benchmarks, on the same machinery as `harness bench`
+//! ([`crate::rig`]):
 //!
 //! - [`nginx`]: `harness bench-vs-nginx`, wrk -t1 against each variant and
 //!   nginx: req/s, latency, server CPU per request, syscalls per request,
 //!   ratios to nginx;
-//! - [`clients`]: `harness loadgen-vs-wrk`, loadgen and wrk alternating
-//!   against one nginx: req/s and CPU per request of each client, and
-//!   nginx's CPU per request under each.
+//! - [`clients`]: `harness clients` (once `harness loadgen-vs-wrk`, which
+//!   still works and compares wrk and loadgen only), load generators —
+//!   loadgen, wrk and oha when installed — alternating against one nginx,
+//!   pinned alike: req/s and CPU per request of each client, nginx's CPU
+//!   per request under each, ratios to loadgen.
 //!
-//! Both keep the scripts' columns and CSV files, so earlier results stay
-//! comparable; `scripts/bench-vs-nginx` and `scripts/loadgen-vs-wrk` now
-//! only build and call them.
+//! Both began as shell scripts and keep their columns and CSV files, so
+//! earlier results stay comparable; `scripts/bench-vs-nginx` only builds
+//! and calls its subcommand, and `just clients` builds and calls the other.
 
 pub mod clients;
 pub mod nginx;
@@ -92,16 +94,6 @@ fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "?".into())
-}
-
-/// Median with `dec` decimals, or `n/a`.
-fn median_text(values: &[f64], dec: usize) -> String {
-    let m = crate::schema::medians::median_f64(values.iter().copied());
-    if m.is_nan() {
-        "n/a".into()
-    } else {
-        format!("{m:.dec$}")
-    }
 }
 
 /// Create (truncate) `path` early, so an unwritable `--csv` fails before

@@ -3,7 +3,7 @@
 //! - [`run_loadgen`] / [`run_loadgen_json`]: run the `loadgen` binary with a
 //!   hard deadline (a hang guard: the child is killed and the test fails if
 //!   it outlives it), capturing exit status, stdout, stderr and the
-//!   `--json` result; [`run_harness`] runs `harness` the same way.
+//!   `--json` result.
 //! - [`Variant`]: one of the project's server binaries (`epoll`, ...) as a
 //!   child process on an ephemeral port, with `/stats` access; stopped with
 //!   SIGTERM (killed as a last resort) when dropped.
@@ -70,7 +70,7 @@ impl Run {
         )
     }
 
-    /// Panic unless loadgen exited with `code`.
+    /// Panic unless the program exited with `code`.
     #[track_caller]
     pub fn expect_code(&self, code: i32, what: &str) -> &Self {
         assert_eq!(
@@ -108,39 +108,40 @@ fn shell_words(args: &[String]) -> String {
 /// not exited within `limit` (a hang guard, not a timing assertion).
 #[track_caller]
 pub fn run_loadgen(args: &[&str], limit: Duration) -> Run {
-    run_program(loadgen_bin(), args, limit)
+    run_program(loadgen_bin(), args, &[], limit)
 }
 
-/// Run `harness` with `args`, as [`run_loadgen`] runs loadgen.
+/// Run the harness with `args` and the environment variables `env` set,
+/// under the same hang guard as [`run_loadgen`].
 #[track_caller]
-pub fn run_harness(args: &[&str], limit: Duration) -> Run {
-    run_program(env!("CARGO_BIN_EXE_harness"), args, limit)
+pub fn run_harness(args: &[&str], env: &[(&str, &Path)], limit: Duration) -> Run {
+    run_program(env!("CARGO_BIN_EXE_harness"), args, env, limit)
 }
 
-/// Run the binary at `bin` with `args` under the hang guard.
 #[track_caller]
-fn run_program(bin: &str, args: &[&str], limit: Duration) -> Run {
-    let program = Path::new(bin)
+fn run_program(program: &str, args: &[&str], env: &[(&str, &Path)], limit: Duration) -> Run {
+    let name = Path::new(program)
         .file_name()
-        .map_or(bin.into(), |n| n.to_string_lossy().into_owned());
+        .map_or(program.into(), |n| n.to_string_lossy().into_owned());
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let out = tempfile::tempfile().expect("temp file for stdout");
     let err = tempfile::tempfile().expect("temp file for stderr");
-    let mut cmd = Command::new(bin);
+    let mut cmd = Command::new(program);
     die_with_parent(&mut cmd);
     let start = Instant::now();
     let mut child = cmd
         .args(&args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::from(out.try_clone().expect("dup stdout file")))
         .stderr(Stdio::from(err.try_clone().expect("dup stderr file")))
         .spawn()
-        .unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
+        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
     let status = loop {
         match child.try_wait() {
             Ok(Some(st)) => break Some(st),
             Ok(None) => {}
-            Err(e) => panic!("waiting for {program}: {e}"),
+            Err(e) => panic!("waiting for {name}: {e}"),
         }
         if start.elapsed() >= limit {
             let _ = child.kill();
@@ -155,7 +156,7 @@ fn run_program(bin: &str, args: &[&str], limit: Duration) -> Run {
     match status {
         Some(status) => {
             let run = Run {
-                program,
+                program: name,
                 args,
                 status,
                 stdout,
@@ -169,7 +170,7 @@ fn run_program(bin: &str, args: &[&str], limit: Duration) -> Run {
             run
         }
         None => panic!(
-            "{program} {} did not exit within {limit:?} (killed; it must never hang)\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            "{name} {} did not exit within {limit:?} (killed; it must never hang)\n--- stdout ---\n{}\n--- stderr ---\n{}",
             shell_words(&args),
             stdout.trim_end(),
             stderr.trim_end()
