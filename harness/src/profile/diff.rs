@@ -13,10 +13,21 @@
 //! that figure falls back to inferno's own normalisation (A's samples
 //! scaled to B's total), and the picture and the sentence say so.
 //!
-//! Why a common root: inferno's perf collapser puts the process or thread
-//! name first (`epoll`, `worker-3`, `nginx`), so no stack of one server
-//! would meet a stack of another. That frame becomes [`ROOT`] on both
-//! sides and the stacks it separated merge.
+//! Why the stacks are reduced before the diff: a differential flame graph
+//! compares stacks by their whole path from the root, so the two sides
+//! must share frames to line up. inferno's perf collapser puts the process
+//! or thread name first (`epoll`, `worker-3`, `nginx`): that frame becomes
+//! [`ROOT`] on both sides. Two programs share no user code either (nginx's
+//! own frames are not even named, and a variant's main thread and worker
+//! threads start from different entries), so with whole user stacks every
+//! frame of B would be new and the graph all red. What they do share is
+//! the kernel: a stack that enters it keeps only its kernel frames (from
+//! the syscall or interrupt entry down), and a stack that stays in user
+//! space keeps only its leaf function, under one [`USER`] frame. The
+//! syscall paths (`__x64_sys_sendto` against `__x64_sys_writev`), the TCP
+//! stack beneath them and each user function's self time then line up,
+//! which is what the colours should compare; the whole user stacks are in
+//! each server's own flame graph.
 //!
 //! The graph is drawn on B's stacks: what only A runs has no width in it
 //! (the sentence still counts it). `stacks.folded` is not kept in git, so
@@ -41,12 +52,16 @@ pub const DIR: &str = "diff";
 /// The root frame both sides' stacks get in place of the process name.
 pub const ROOT: &str = "server";
 
+/// The frame above the leaf of a stack that never entered the kernel.
+pub const USER: &str = "user space";
+
 /// The per-server file the stacks are read from.
 const STACKS_FILE: &str = "stacks.folded";
 
-/// Per-request counts are integers (inferno reads whole counts) in
-/// picoseconds per request, shown as nanoseconds by the renderer's factor.
-const PS_PER_US: f64 = 1e6;
+/// Per-request counts are whole nanoseconds per request: inferno reads
+/// whole counts, and its renderer's `factor` (which would allow a finer
+/// unit) scales the widths it prints but not the change percentages.
+const NS_PER_US: f64 = 1e3;
 
 /// Frames narrower than this are left out, as in the per-server graphs.
 const MIN_WIDTH_PX: f64 = 0.3;
@@ -128,10 +143,12 @@ fn known_cost(p: &VariantProfile) -> bool {
 /// Collapsed stacks, stack → count.
 pub type Stacks = BTreeMap<String, u64>;
 
-/// `comm;a;b COUNT` lines with the first frame (process or thread name)
-/// replaced by [`ROOT`] and equal stacks merged. A line that does not
-/// parse is an error naming it.
-pub fn unify_root(folded: &str) -> Result<Stacks, String> {
+/// `comm;a;b COUNT` lines reduced so two servers' stacks line up (see the
+/// module doc): the process or thread name becomes [`ROOT`], a stack that
+/// enters the kernel keeps its kernel frames, one that does not keeps its
+/// leaf under [`USER`]; equal stacks merge. A line that does not parse is
+/// an error naming it.
+pub fn align(folded: &str) -> Result<Stacks, String> {
     let mut out = Stacks::new();
     for (i, line) in folded.lines().enumerate() {
         if line.trim().is_empty() {
@@ -139,30 +156,48 @@ pub fn unify_root(folded: &str) -> Result<Stacks, String> {
         }
         let (stack, count) = parse_collapsed_line(line)
             .ok_or_else(|| format!("line {} unreadable: {line:?}", i + 1))?;
-        let rest = stack.split_once(';').map_or("", |(_, rest)| rest);
-        let key = if rest.is_empty() {
-            ROOT.to_string()
-        } else {
-            format!("{ROOT};{rest}")
+        let frames: Vec<&str> = stack.split(';').skip(1).collect();
+        let kernel = frames.iter().position(|f| split_annotation(f).1);
+        let key = match (kernel, frames.last()) {
+            (Some(k), _) => format!("{ROOT};{}", frames[k..].join(";")),
+            (None, Some(leaf)) => format!("{ROOT};{USER};{leaf}"),
+            (None, None) => ROOT.to_string(),
         };
         *out.entry(key).or_default() += count;
     }
     Ok(out)
 }
 
-/// `stacks` of `p` in picoseconds of CPU per request (count ×
-/// `cpu_us_per_request` / `samples`), rounded to whole picoseconds.
+/// `stacks` of `p` in nanoseconds of CPU per request (count ×
+/// `cpu_us_per_request` / `samples`). A sample is worth about half a
+/// nanosecond here, so each stack is rounded down and the nanoseconds left
+/// go to the largest remainders: the total stays the server's cost, where
+/// rounding each stack alone would shift it by the thousands of one-sample
+/// stacks.
 pub fn per_request(stacks: &Stacks, p: &VariantProfile) -> Stacks {
-    let ps = Units::PerRequest.per_sample(p) * PS_PER_US;
-    stacks
+    let ns = Units::PerRequest.per_sample(p) * NS_PER_US;
+    let exact: Vec<(&String, f64)> = stacks.iter().map(|(s, c)| (s, *c as f64 * ns)).collect();
+    let total = exact.iter().map(|(_, x)| x).sum::<f64>().round() as u64;
+    let mut out: Stacks = exact
         .iter()
-        .map(|(s, c)| (s.clone(), (*c as f64 * ps).round() as u64))
-        .collect()
+        .map(|(s, x)| ((*s).clone(), *x as u64))
+        .collect();
+    let left = total.saturating_sub(out.values().sum());
+    let mut by_remainder = exact.clone();
+    by_remainder.sort_by(|x, y| (y.1 - y.1.floor()).total_cmp(&(x.1 - x.1.floor())));
+    for (s, _) in by_remainder.into_iter().take(left as usize) {
+        *out.entry(s.clone()).or_default() += 1;
+    }
+    out
 }
 
 /// inferno's differential folding of `a` and `b` (`stack A B` lines),
 /// sorted as the flame graph renderer needs; `normalize` scales A's total
-/// to B's (the fallback when the cost per request is unknown).
+/// to B's (the fallback when the cost per request is unknown). Stacks B
+/// does not have are dropped: they would be drawn zero wide anyway, but
+/// the renderer scales every colour to the largest change of any line, and
+/// a big stack only A runs (prefork's scheduler against epoll) would leave
+/// everything B draws almost white.
 pub fn differential_lines(a: &Stacks, b: &Stacks, normalize: bool) -> io::Result<Vec<String>> {
     let text = |m: &Stacks| {
         m.iter().fold(String::new(), |mut t, (s, c)| {
@@ -177,7 +212,11 @@ pub fn differential_lines(a: &Stacks, b: &Stacks, normalize: bool) -> io::Result
     let mut out = Vec::new();
     differential::from_readers(opts, text(a).as_bytes(), text(b).as_bytes(), &mut out)?;
     let text = String::from_utf8(out).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.ends_with(" 0"))
+        .map(str::to_string)
+        .collect();
     lines.sort();
     Ok(lines)
 }
@@ -189,12 +228,12 @@ fn titles(pair: &Pair, units: Units, unknown: &str) -> (String, String) {
     let title = format!("{a} → {b}: differential flame graph");
     let subtitle = match units {
         Units::PerRequest => format!(
-            "Widths: {b}'s CPU ns per request. Colour: change of each stack's self time per \
-             request from {a} (red: {b} spends more, blue: less). Stacks only {a} has are not drawn."
+            "Widths: {b}'s CPU ns/request. Red: {b} spends more per request than {a}, blue: less. \
+             Stacks only {a} has are not drawn."
         ),
         Units::SampleShare => format!(
-            "CPU per request unknown for {unknown}: shares of samples, {a} scaled to {b}'s total. \
-             Widths: {b}'s samples. Red: a larger share in {b}, blue: smaller."
+            "Shares of samples (CPU/request unknown for {unknown}), {a} scaled to {b}'s total. \
+             Red: a larger share in {b}, blue: smaller."
         ),
     };
     (title, subtitle)
@@ -212,7 +251,6 @@ fn render(lines: &[String], pair: &Pair, units: Units, unknown: &str) -> io::Res
     match units {
         Units::PerRequest => {
             opts.count_name = "ns/request".to_string();
-            opts.factor = 1e-3;
         }
         Units::SampleShare => opts.count_name = "samples".to_string(),
     }
@@ -439,7 +477,7 @@ pub fn write_all(out: &Path, profiles: &[VariantProfile]) -> io::Result<Vec<Entr
     Ok(entries)
 }
 
-/// `out/NAME/stacks.folded` with its root unified, or why it cannot be used.
+/// `out/NAME/stacks.folded` aligned, or why it cannot be used.
 fn read_stacks(out: &Path, p: &VariantProfile) -> Result<Stacks, String> {
     let path = out.join(&p.variant).join(STACKS_FILE);
     let text = match fs::read_to_string(&path) {
@@ -453,7 +491,7 @@ fn read_stacks(out: &Path, p: &VariantProfile) -> Result<Stacks, String> {
         }
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
-    let stacks = unify_root(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let stacks = align(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     if stacks.is_empty() || p.samples == 0 {
         return Err(format!("{} has no samples", path.display()));
     }
@@ -511,11 +549,15 @@ pub fn markdown(entries: &[Entry], rel: &str) -> String {
     let mut md = String::from("### Differential flame graphs\n\n");
     md.push_str(
         "Each server against the next in architecture order, then each event-loop variant \
-         against nginx (A vs B). Each graph is drawn on B's stacks, process names unified as \
-         one root, and coloured by the change from A (red: B spends more, blue: less); widths \
-         and colours are CPU time per request (each stack's samples × the server's CPU µs per \
-         request ÷ its samples). Each line names the bucket whose µs per request changed most \
-         and the function whose self time per request changed most.\n\n",
+         against nginx (A vs B). Each graph is drawn on B's stacks and coloured by the change from A: red where B spends more, blue \
+         where it spends less. Widths, colours and figures are CPU time per request (a stack's \
+         samples × its server's CPU µs per request ÷ its samples) where both profiles know that \
+         cost, shares of samples otherwise (the line says so); hovering a frame shows B's figure, its \
+         share of B and the change as a share of B's total. So that two programs' stacks line up, \
+         a stack that enters the kernel keeps only its kernel frames and one that does not only \
+         its leaf function (under `user space`); the whole stacks are in each server's own flame \
+         graph. Each line names the bucket that \
+         changed most and the function whose self time changed most.\n\n",
     );
     for e in entries {
         let (a, b) = (&e.pair.a, &e.pair.b);
@@ -627,37 +669,63 @@ mod tests {
     }
 
     #[test]
-    fn process_and_thread_names_become_one_root() {
-        let s = unify_root("epoll;a;b 3\nworker-0;x_[k] 2\n\nworker-1;x_[k] 5\nnginx 1\n").unwrap();
-        let want: Stacks = [("server;a;b", 3), ("server;x_[k]", 7), ("server", 1)]
-            .into_iter()
-            .map(|(s, c)| (s.to_string(), c))
-            .collect();
-        assert_eq!(s, want);
-        let err = unify_root("epoll;a 3\nepoll;b three\n").unwrap_err();
+    fn stacks_keep_their_kernel_frames_or_user_leaf_under_one_root() {
+        let folded = "epoll;main;__send;do_syscall_64_[k];tcp_sendmsg_[k] 3\n\
+                      worker-0;start_thread;run;parse 2\n\
+                      \n\
+                      worker-1;clone3;run;parse 5\n\
+                      nginx;[nginx];__GI___writev;do_syscall_64_[k];tcp_sendmsg_[k] 4\n\
+                      ksoftirqd/0;run_ksoftirqd_[k] 1\n\
+                      nginx 1\n";
+        let want: Stacks = [
+            ("server;do_syscall_64_[k];tcp_sendmsg_[k]", 7),
+            ("server;user space;parse", 7),
+            ("server;run_ksoftirqd_[k]", 1),
+            ("server", 1),
+        ]
+        .into_iter()
+        .map(|(s, c)| (s.to_string(), c))
+        .collect();
+        assert_eq!(align(folded).unwrap(), want);
+        let err = align("epoll;a 3\nepoll;b three\n").unwrap_err();
         assert!(err.contains("line 2"), "{err}");
     }
 
     #[test]
-    fn counts_become_picoseconds_per_request_before_the_diff() {
+    fn counts_become_nanoseconds_per_request_before_the_diff() {
         // A: 100 samples for 20 µs/request, so one sample is 0.2 µs.
         let a = profile("a", 100, 20.0, &[]);
         // B: 200 samples for 5 µs/request, so one sample is 0.025 µs.
         let b = profile("b", 200, 5.0, &[]);
-        let sa = unify_root("a;x 50\na;y 50\n").unwrap();
-        let sb = unify_root("b;x 200\n").unwrap();
+        let sa = align("a;x 50\na;y 50\n").unwrap();
+        let sb = align("b;x 200\n").unwrap();
         let (pa, pb) = (per_request(&sa, &a), per_request(&sb, &b));
-        assert_eq!(pa["server;x"], 10_000_000);
-        assert_eq!(pb["server;x"], 5_000_000);
+        assert_eq!(pa["server;user space;x"], 10_000);
+        assert_eq!(pb["server;user space;x"], 5_000);
         let lines = differential_lines(&pa, &pb, false).unwrap();
-        assert_eq!(lines, ["server;x 10000000 5000000", "server;y 10000000 0"]);
+        // y, which B does not run, is left out of the picture.
+        assert_eq!(lines, ["server;user space;x 10000 5000"]);
         // Sample shares instead: inferno scales A's 100 samples to B's 200.
         let lines = differential_lines(&sa, &sb, true).unwrap();
-        assert_eq!(lines, ["server;x 100 200", "server;y 100 0"]);
+        assert_eq!(lines, ["server;user space;x 100 200"]);
+    }
+
+    #[test]
+    fn rounding_to_nanoseconds_keeps_the_total() {
+        // Three one-sample stacks of 0.6 ns each: 1.8 ns, so 2 in all, the
+        // two extra nanoseconds to the first two (equal remainders).
+        let p = profile("p", 3, 0.0018, &[]);
+        let s = align("p;a 1\np;b 1\np;c 1\n").unwrap();
+        let got: Vec<u64> = per_request(&s, &p).into_values().collect();
+        assert_eq!(got, [1, 1, 0]);
+        // 2.5 + 1.5 ns: the larger remainder is a tie broken by order.
+        let p = profile("p", 8, 0.004, &[]);
+        let s = align("p;a 5\np;b 3\n").unwrap();
+        assert_eq!(per_request(&s, &p).values().sum::<u64>(), 4);
     }
 
     fn findings_sentence(a: &VariantProfile, b: &VariantProfile, sa: &str, sb: &str) -> String {
-        let (sa, sb) = (unify_root(sa).unwrap(), unify_root(sb).unwrap());
+        let (sa, sb) = (align(sa).unwrap(), align(sb).unwrap());
         let units = Units::of(a, b);
         let pair = Pair::new(&a.variant, &b.variant);
         let unknown = if units == Units::PerRequest { "" } else { "a" };
@@ -761,7 +829,10 @@ mod tests {
         assert_eq!(file, &out.join("diff/epoll-vs-epoll-threads.svg"));
         let svg = fs::read_to_string(file).unwrap();
         assert!(svg.contains("epoll → epoll-threads: differential flame graph"));
-        assert!(svg.contains("ns/request") && svg.contains("red: epoll-threads spends more"));
+        assert!(
+            svg.contains("ns/request")
+                && svg.contains("Red: epoll-threads spends more per request than epoll")
+        );
         // __schedule shrank (blue), main grew (red).
         assert!(svg.contains("fill=\"rgb(100,100,255)\""), "no full blue");
         assert!(svg.contains("fill=\"rgb(255,"), "no red");
