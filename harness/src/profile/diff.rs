@@ -4,10 +4,10 @@
 //! its flame graph renderer), with one sentence per pair naming the bucket
 //! and the function whose cost changed most.
 //!
-//! Why per request: every server is recorded for the same seconds on the
-//! same CPUs, so each takes about as many samples whatever its speed, and
-//! sample counts only compare shares: a server twice as fast looks the
-//! same. Scaling each stack to CPU time per request (count ×
+//! Why per request: samples count the CPU time a server used during the
+//! recording, not what it got done with it: a server that serves twice as
+//! many requests with the same CPU takes as many samples, so sample counts
+//! only compare shares. Scaling each stack to CPU time per request (count ×
 //! `cpu_us_per_request` / `samples`) makes a frame's width what it costs a
 //! request and its colour the change in that cost. A profile.json without
 //! that figure falls back to inferno's own normalisation (A's samples
@@ -169,8 +169,9 @@ pub fn align(folded: &str) -> Result<Stacks, String> {
 }
 
 /// `stacks` of `p` in nanoseconds of CPU per request (count ×
-/// `cpu_us_per_request` / `samples`). A sample is worth about half a
-/// nanosecond here, so each stack is rounded down and the nanoseconds left
+/// `cpu_us_per_request` / `samples`). A sample (250 µs of CPU) is worth
+/// a nanosecond or less per request when it is shared by the hundreds of
+/// thousands of requests of a recording, so each stack is rounded down and the nanoseconds left
 /// go to the largest remainders: the total stays the server's cost, where
 /// rounding each stack alone would shift it by the thousands of one-sample
 /// stacks.
@@ -248,12 +249,11 @@ fn render(lines: &[String], pair: &Pair, units: Units, unknown: &str) -> io::Res
     opts.deterministic = true;
     opts.min_width = MIN_WIDTH_PX;
     opts.image_width = Some(1200);
-    match units {
-        Units::PerRequest => {
-            opts.count_name = "ns/request".to_string();
-        }
-        Units::SampleShare => opts.count_name = "samples".to_string(),
+    opts.count_name = match units {
+        Units::PerRequest => "ns/request",
+        Units::SampleShare => "samples",
     }
+    .to_string();
     let mut svg = Vec::new();
     flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), &mut svg)?;
     Ok(svg)
