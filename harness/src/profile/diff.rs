@@ -585,51 +585,29 @@ pub fn files(entries: &[Entry]) -> impl Iterator<Item = PathBuf> + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::machine::Machine;
+
+    /// A real profile.json (the integration tests' fixture), so fields
+    /// added later with a default need no edit here.
+    const PROFILE_JSON: &str = include_str!("../../tests/fixtures/profile-epoll.json");
 
     /// A profile of `name` with `samples` samples, `cpu_us` µs per request
     /// (0: unknown) and (bucket, share %) pairs whose µs per request follow
     /// from the shares.
     fn profile(name: &str, samples: u64, cpu_us: f64, shares: &[(&str, f64)]) -> VariantProfile {
-        VariantProfile {
-            variant: name.into(),
-            workload: "plaintext".into(),
-            request: "GET /plaintext".into(),
-            connections: 50,
-            record_s: 1.0,
-            server_cpus: "0".into(),
-            client_cpus: "1".into(),
-            server_threads: 1,
-            samples,
-            buckets: shares
-                .iter()
-                .map(|(b, pct)| BucketShare {
-                    bucket: b.to_string(),
-                    samples: (*pct * samples as f64 / 100.0) as u64,
-                    share_pct: *pct,
-                    us_per_request: pct * cpu_us / 100.0,
-                })
-                .collect(),
-            user_pct: 0.0,
-            kernel_pct: 0.0,
-            top_symbols: Vec::new(),
-            complete_user_stacks_pct: 0.0,
-            load_req_per_s: 0.0,
-            server_cpu_pct: 0.0,
-            window_requests: 0,
-            cpu_us_per_request: cpu_us,
-            proc_system_pct: 0.0,
-            syscalls: Default::default(),
-            perf_record: String::new(),
-            perf_version: String::new(),
-            machine: Machine {
-                cpu_model: "Test CPU".into(),
-                cores: 2,
-                kernel: "6.1.0-test".into(),
-                git_revision: "0123456789ab".into(),
-            },
-            notes: Vec::new(),
-        }
+        let mut p: VariantProfile = serde_json::from_str(PROFILE_JSON).unwrap();
+        p.variant = name.into();
+        p.samples = samples;
+        p.cpu_us_per_request = cpu_us;
+        p.buckets = shares
+            .iter()
+            .map(|(b, pct)| BucketShare {
+                bucket: b.to_string(),
+                samples: (*pct * samples as f64 / 100.0) as u64,
+                share_pct: *pct,
+                us_per_request: pct * cpu_us / 100.0,
+            })
+            .collect();
+        p
     }
 
     fn names(pairs: &[Pair]) -> Vec<String> {
