@@ -80,6 +80,15 @@ pub fn startup_flags(v: &Variant, threads: usize) -> Vec<String> {
     flags
 }
 
+/// Whether `name` is an event-loop variant: one whose connections cost
+/// memory rather than a thread or a process, which is what the catalog's
+/// [`KeepAlive::Unbounded`] says (epoll, epoll-threads, uring today). The
+/// profile's differential views compare each of them with nginx, the
+/// event loop they aim at.
+pub fn is_event_loop(name: &str) -> bool {
+    variants::find(name).is_some_and(|v| v.keep_alive == KeepAlive::Unbounded)
+}
+
 /// Sort key of a server name: catalog rank, then unknown names
 /// alphabetically, then nginx.
 pub fn rank(name: &str) -> (usize, &str) {
@@ -163,6 +172,7 @@ mod tests {
                 v.name
             );
         }
+        assert!(!is_event_loop(NGINX) && !is_event_loop("zeta"));
         assert_eq!(threads(NGINX, None, 2), 2);
         assert_eq!(threads(NGINX, Some(3), 2), 3);
     }

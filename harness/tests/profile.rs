@@ -1,6 +1,7 @@
 //! `harness profile`: the bucket classifier on a `perf script` excerpt
 //! recorded from the project's epoll server, the bottleneck-migration chart
-//! from a fixed buckets.csv, the error messages, and, when perf is usable
+//! from a fixed buckets.csv, the differential flame graphs `--replot` draws
+//! from fixture profiles, the error messages, and, when perf is usable
 //! on the machine, short real profiles (skipped with the reason printed
 //! when perf is missing or not permitted; a perf that is permitted but fails
 //! fails the test).
@@ -21,6 +22,7 @@ use harness::report::{self, RunInfo};
 
 const FIXTURE: &str = include_str!("fixtures/perf-script-epoll.txt");
 const BUCKETS_CSV: &str = "tests/fixtures/buckets.csv";
+const PROFILE_JSON: &str = include_str!("fixtures/profile-epoll.json");
 
 /// The samples of the fixture (its `#` comment lines dropped).
 fn samples() -> Vec<String> {
@@ -307,6 +309,11 @@ impl Output {
 
 /// Run `harness ARGS` (with `path` as PATH when given) under a deadline.
 fn harness(args: &[&str], path: Option<&Path>) -> Output {
+    harness_in(None, args, path)
+}
+
+/// [`harness`] in the working directory `cwd` when given.
+fn harness_in(cwd: Option<&Path>, args: &[&str], path: Option<&Path>) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let (out, err) = (dir.path().join("out"), dir.path().join("err"));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
@@ -316,6 +323,9 @@ fn harness(args: &[&str], path: Option<&Path>) -> Output {
         .stderr(fs::File::create(&err).unwrap());
     if let Some(p) = path {
         cmd.env("PATH", p);
+    }
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
     }
     let mut child = cmd.spawn().expect("spawn harness");
     let start = Instant::now();
@@ -366,6 +376,107 @@ fn bad_options_are_refused_before_anything_starts() {
     let o = harness(&["profile", "--variant", "epol"], None);
     assert_eq!(o.code, Some(2), "{}", o.describe());
     assert!(o.stderr.contains("unknown variant"), "{}", o.describe());
+}
+
+/// A real profile.json (epoll's, from `harness profile --all`) made into
+/// `variant`'s with `samples` samples, `cpu_us` µs per request and only
+/// the given buckets (share %), written to `dir/variant/`, with
+/// `stacks` as its stacks.folded when given.
+fn fixture_profile(
+    dir: &Path,
+    variant: &str,
+    cpu_us: f64,
+    shares: &[(&str, f64)],
+    stacks: Option<&str>,
+) {
+    let mut p: serde_json::Value = serde_json::from_str(PROFILE_JSON).unwrap();
+    p["variant"] = variant.into();
+    p["samples"] = 100.into();
+    p["cpu_us_per_request"] = cpu_us.into();
+    for b in p["buckets"].as_array_mut().unwrap() {
+        let share = shares
+            .iter()
+            .find(|(name, _)| b["bucket"] == *name)
+            .map_or(0.0, |s| s.1);
+        b["samples"] = (share as u64).into();
+        b["share_pct"] = share.into();
+        b["us_per_request"] = (share * cpu_us / 100.0).into();
+    }
+    let d = dir.join(variant);
+    fs::create_dir_all(&d).unwrap();
+    fs::write(d.join("profile.json"), p.to_string()).unwrap();
+    if let Some(text) = stacks {
+        fs::write(d.join("stacks.folded"), text).unwrap();
+    }
+}
+
+#[test]
+fn replot_draws_the_differential_flame_graphs_it_has_stacks_for() {
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("profiles");
+    // threadpool's stacks.folded is not on disk (as in a fresh checkout).
+    fixture_profile(
+        &out,
+        "threadpool",
+        20.0,
+        &[("scheduler", 50.0), ("app", 50.0)],
+        None,
+    );
+    let epoll = "epoll;main;epoll_wait;do_syscall_64_[k];__schedule_[k] 30\nepoll;main;parse 70\n";
+    fixture_profile(
+        &out,
+        "epoll",
+        10.0,
+        &[("scheduler", 30.0), ("app", 70.0)],
+        Some(epoll),
+    );
+    let nginx = "nginx;[nginx];do_syscall_64_[k];__schedule_[k] 10\nnginx;[nginx] 90\n";
+    fixture_profile(
+        &out,
+        "nginx",
+        8.0,
+        &[("scheduler", 10.0), ("app", 90.0)],
+        Some(nginx),
+    );
+    let o = harness_in(
+        Some(root.path()),
+        &[
+            "profile",
+            "--replot",
+            "--out",
+            "profiles",
+            "--results",
+            "results",
+        ],
+        None,
+    );
+    assert_eq!(o.code, Some(0), "{}", o.describe());
+    assert!(
+        o.stdout.contains("diff/epoll-vs-nginx.svg"),
+        "{}",
+        o.describe()
+    );
+
+    let svg = non_empty(&out.join("diff/epoll-vs-nginx.svg"), &o);
+    assert!(
+        svg.contains("epoll → nginx: differential flame graph"),
+        "{}",
+        &svg[..600]
+    );
+    // 8 µs per request in all: every frame's width is in ns per request.
+    assert!(svg.contains("server (8,000 ns/request"), "{svg}");
+    assert!(!out.join("diff/threadpool-vs-epoll.svg").exists());
+
+    let md = fs::read_to_string(root.path().join("results/summary.md")).unwrap();
+    // scheduler: 3.0 → 0.8 µs/request; `[nginx]`: 0 → 7.2 µs/request of self time.
+    let line = "- [epoll vs nginx](../profiles/diff/epoll-vs-nginx.svg): nginx spends 2.20 \
+                µs/request less in scheduler (3.00 → 0.80; all CPU 10.00 → 8.00 µs/request); the \
+                largest single function change is `[nginx]` (user, +7.20 µs/request of self time).";
+    assert!(md.contains(line), "{md}");
+    assert!(
+        md.contains("- threadpool vs epoll: not drawn: no stacks.folded for threadpool"),
+        "{md}"
+    );
 }
 
 /// None (with the reason printed) when perf is missing or not permitted

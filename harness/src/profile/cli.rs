@@ -61,9 +61,12 @@ request per bucket.
 
 With --all (every variant in catalog order, then nginx), also --out/buckets.csv,
 --results/cost-per-request.png (the headline: µs per request per bucket),
---results/bottleneck-migration.png (the same buckets as shares of 100%) and the profile section
-of --results/summary.md (the bench sections are left as they are). --replot rewrites those from
-the profiles already on disk.
+--results/bottleneck-migration.png (the same buckets as shares of 100%), the differential flame
+graphs --out/diff/A-vs-B.svg (each server against the next, each event-loop variant against
+nginx; CPU time per request, red where B spends more) and the profile section of
+--results/summary.md (the bench sections are left as they are). --replot rewrites those from
+the profiles already on disk; a pair whose stacks.folded is not there (it is not kept in git)
+is listed as not drawn.
 
 Stacks: the variants are looked up in target/frame-pointers/release, the build `just profile`
 makes with -C force-frame-pointers=yes, so perf's frame-pointer unwinding (-g) sees whole user

@@ -11,6 +11,7 @@
 //! - [`stacks`]: `perf script` → collapsed stacks → flame graph (inferno);
 //! - [`classify`]: the bucket rule table and the leaf-to-root walk;
 //! - [`offcpu`]: where the server's threads wait (sched_switch stacks);
+//! - [`diff`]: differential flame graphs between servers, per request;
 //! - [`syscalls`]: syscalls per request and the mix;
 //! - [`window`]: the recorded window's CPU time, requests and CPU busy %;
 //! - [`summary`]: the combined buckets.csv, the chart and the summary.md
@@ -30,6 +31,7 @@
 
 pub mod classify;
 pub mod cli;
+pub mod diff;
 pub mod offcpu;
 pub mod perf;
 pub mod session;

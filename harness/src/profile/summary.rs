@@ -21,7 +21,7 @@ use crate::report::{self, BucketBar, RunInfo, View};
 pub use crate::report::sections::{existing_section, replace_section, BEGIN, END};
 
 use super::classify::Bucket;
-use super::VariantProfile;
+use super::{diff, VariantProfile};
 
 /// One row of `buckets.csv`: one bucket of one server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,8 +139,9 @@ fn sort(profiles: &mut [VariantProfile]) {
     profiles.sort_by(|a, b| catalog::cmp(&a.variant, &b.variant));
 }
 
-/// Write `out/buckets.csv`, `results/bottleneck-migration.png` and the
-/// profile section of `results/summary.md` for `profiles`; `missing` names
+/// Write `out/buckets.csv`, `results/bottleneck-migration.png`, the
+/// differential flame graphs (`out/diff/`) and the profile section of
+/// `results/summary.md` for `profiles`; `missing` names
 /// servers that were meant to be there but failed. Returns the paths.
 pub fn write_aggregate(
     out: &Path,
@@ -192,9 +193,12 @@ pub fn write_aggregate(
     report::render_buckets(&png, &bars, &info, View::Shares)?;
     written.push(png);
 
+    let diffs = diff::write_all(out, &profiles)?;
+    written.extend(diff::files(&diffs));
+
     let md = results.join("summary.md");
     let old = fs::read_to_string(&md).unwrap_or_default();
-    let section = section(&profiles, missing, out, results);
+    let section = section(&profiles, missing, out, results, &diffs);
     fs::write(&md, replace_section(&old, &section)).map_err(|e| in_file(&md, e))?;
     written.push(md);
     Ok(written)
@@ -256,12 +260,14 @@ pub fn run_info(profiles: &[VariantProfile]) -> RunInfo {
     }
 }
 
-/// The markdown of the profile section.
+/// The markdown of the profile section, the differential flame graphs'
+/// list (`diffs`) included.
 pub fn section(
     profiles: &[VariantProfile],
     missing: &[String],
     out: &Path,
     results: &Path,
+    diffs: &[diff::Entry],
 ) -> String {
     let first = &profiles[0];
     let rel = relative(out, results);
@@ -349,6 +355,7 @@ pub fn section(
          accounts it, a cross-check of the sampled kernel %.\n"
     );
     let _ = writeln!(md, "![bottleneck migration]({CHART_FILE})\n");
+    md.push_str(&diff::markdown(diffs, &rel));
     let mut notes: Vec<String> = Vec::new();
     for m in missing {
         notes.push(format!(
