@@ -27,13 +27,6 @@ use crate::rig::server::{http_get, Server};
 /// Busy% of other work on a CPU above which a run gets a note.
 const OTHER_LOAD_PCT: f64 = 15.0;
 
-/// (busy, total) jiffies summed over `cpus`.
-fn jiffies(cpus: &[usize]) -> (u64, u64) {
-    cpus.iter()
-        .filter_map(|c| procfs::cpu_jiffies(*c))
-        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
-}
-
 /// How busy a set of CPUs was over a run, beside what the measured
 /// process used: a note when something else shared them.
 struct CpuWatch {
@@ -45,14 +38,15 @@ impl CpuWatch {
     fn start(cpus: &[usize]) -> CpuWatch {
         CpuWatch {
             cpus: cpus.to_vec(),
-            before: jiffies(cpus),
+            before: procfs::cpus_jiffies(cpus),
         }
     }
 
     /// A note when the CPUs were more than [`OTHER_LOAD_PCT`] busier than
     /// `who` (which used `used_pct` of one CPU) accounts for.
     fn note(&self, label: &str, who: &str, used_pct: f64) -> Option<String> {
-        let busy = procfs::busy_pct(self.before, jiffies(&self.cpus)) * self.cpus.len() as f64;
+        let busy = procfs::busy_pct(self.before, procfs::cpus_jiffies(&self.cpus))
+            * self.cpus.len() as f64;
         (busy - used_pct > OTHER_LOAD_PCT).then(|| {
             format!(
                 "{label}: CPU {} was {busy:.0}% busy but {who} used {used_pct:.0}%: other processes (or interrupts) shared it",
