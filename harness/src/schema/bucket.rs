@@ -26,9 +26,16 @@ pub enum Bucket {
     VfsSendfile,
     /// Sockets, TCP, IP, the loopback device, skb management, softirq RX.
     TcpIp,
+    /// What a connection brings along wherever it is spent: accept, the
+    /// socket's file, inode and dentry made and freed, its options set, the
+    /// close (FIN and the peer's loopback receive of it included), time-wait
+    /// and the socket's destruction; the server's half of the handshake.
+    Connection,
     /// Kernel entry and exit around every syscall.
     SyscallEntry,
-    /// fork/exec/exit and address-space work (page faults, mmap).
+    /// Process creation and end (clone, exec, exit, wait, whatever runs
+    /// under them) and address-space work (page faults, mmap, munmap): for
+    /// a process per connection, the faults are its fresh children's.
     Process,
     /// Kernel samples no rule names (see the module docs).
     OtherKernel,
@@ -36,8 +43,10 @@ pub enum Bucket {
 
 impl Bucket {
     /// Every bucket in stacking order: user space first (the bottom of a
-    /// bar), then the kernel, the catch-all last.
-    pub const ALL: [Bucket; 11] = [
+    /// bar), then the kernel, the catch-all last. Connection sits on TCP/IP
+    /// (most of a connection's cost is TCP work), process/mm near the top
+    /// with the other costs a model can shed.
+    pub const ALL: [Bucket; 12] = [
         Bucket::App,
         Bucket::LibcAlloc,
         Bucket::Memcpy,
@@ -46,6 +55,7 @@ impl Bucket {
         Bucket::Epoll,
         Bucket::VfsSendfile,
         Bucket::TcpIp,
+        Bucket::Connection,
         Bucket::SyscallEntry,
         Bucket::Process,
         Bucket::OtherKernel,
@@ -62,8 +72,9 @@ impl Bucket {
             Bucket::Epoll => "epoll",
             Bucket::VfsSendfile => "VFS/sendfile",
             Bucket::TcpIp => "TCP/IP",
+            Bucket::Connection => "conn. set-up/tear-down",
             Bucket::SyscallEntry => "syscall entry/exit",
-            Bucket::Process => "process",
+            Bucket::Process => "process/mm",
             Bucket::OtherKernel => "other kernel",
         }
     }
