@@ -15,18 +15,27 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use harness::machine::Machine;
-use harness::profile::classify::{split_annotation, Breakdown, Bucket, Classifier};
+use harness::profile::classify::{
+    matches, split_annotation, Breakdown, Bucket, Classifier, OWNER_RULES,
+};
 use harness::profile::perf::{Perf, PerfError};
 use harness::profile::{stacks, summary, VariantProfile};
 use harness::report::{self, RunInfo};
 
 const FIXTURE: &str = include_str!("fixtures/perf-script-epoll.txt");
+/// A connection per request: the owner rules' samples.
+const CLOSE_FIXTURE: &str = include_str!("fixtures/perf-script-close.txt");
 const BUCKETS_CSV: &str = "tests/fixtures/buckets.csv";
 const PROFILE_JSON: &str = include_str!("fixtures/profile-epoll.json");
 
-/// The samples of the fixture (its `#` comment lines dropped).
+/// The samples of the epoll fixture.
 fn samples() -> Vec<String> {
-    let text: String = FIXTURE
+    samples_of(FIXTURE)
+}
+
+/// The samples of a perf script fixture (its `#` comment lines dropped).
+fn samples_of(fixture: &str) -> Vec<String> {
+    let text: String = fixture
         .lines()
         .filter(|l| !l.starts_with('#'))
         .map(|l| format!("{l}\n"))
@@ -46,10 +55,14 @@ struct Sample {
     collapsed: String,
 }
 
-/// Each sample on its own: collapsed as the profiler collapses a recording,
-/// then classified.
+/// Each sample of the epoll fixture on its own: collapsed as the profiler
+/// collapses a recording, then classified.
 fn classified() -> Vec<Sample> {
-    samples()
+    classified_of(FIXTURE)
+}
+
+fn classified_of(fixture: &str) -> Vec<Sample> {
+    samples_of(fixture)
         .iter()
         .map(|s| {
             let collapsed = stacks::collapse(s.as_bytes()).expect("collapse");
@@ -182,9 +195,171 @@ fn known_stacks_land_in_their_buckets() {
             "no fixture sample for the expectation {leaf} < {parent}"
         );
     }
-    // Every bucket appears at least once in the fixture.
+    // Every bucket appears at least once in the fixtures (a connection and
+    // process creation only in the one with a connection per request).
+    let close = classified_of(CLOSE_FIXTURE);
     for b in Bucket::ALL {
-        assert!(all.iter().any(|s| s.bucket == b), "no sample in {b}");
+        assert!(
+            all.iter().chain(&close).any(|s| s.bucket == b),
+            "no sample in {b}"
+        );
+    }
+}
+
+/// (leaf, parent, bucket, frame that decides) for every sample of the
+/// connection-per-request fixture: what runs under an owner is the owner's
+/// whatever it is (a copy, TCP, the VFS, the allocator), except a context
+/// switch.
+const CLOSE_EXPECTED: &[(&str, &str, Bucket, &str)] = &[
+    // accept(2): the socket's dentry made (a copy inside it), the address copied out
+    (
+        "__pi_memcpy",
+        "__d_alloc",
+        Bucket::Connection,
+        "d_alloc_pseudo",
+    ),
+    (
+        "_copy_to_user",
+        "move_addr_to_user",
+        Bucket::Connection,
+        "do_accept",
+    ),
+    // a blocking accept waiting is still the scheduler
+    (
+        "finish_task_switch.isra.0",
+        "__schedule",
+        Bucket::Scheduler,
+        "finish_task_switch",
+    ),
+    // the blocking driver's timeouts, set on each new socket
+    (
+        "sock_copy_user_timeval",
+        "sock_set_timeout",
+        Bucket::Connection,
+        "do_sock_setsockopt",
+    ),
+    // close(2): the FIN sent, and the client's loopback receive of it
+    (
+        "__tcp_transmit_skb",
+        "tcp_write_xmit",
+        Bucket::Connection,
+        "__tcp_close",
+    ),
+    (
+        "sock_def_readable",
+        "tcp_data_queue",
+        Bucket::Connection,
+        "__tcp_close",
+    ),
+    ("tcp_fin", "tcp_data_queue", Bucket::Connection, "tcp_fin"),
+    // the socket's dentry and inode freed
+    (
+        "evict",
+        "__dentry_kill",
+        Bucket::Connection,
+        "__dentry_kill",
+    ),
+    // in the client's context: the server's half of the handshake, time-wait, destruction
+    (
+        "tcp_select_initial_window",
+        "tcp_openreq_init_rwin",
+        Bucket::Connection,
+        "tcp_conn_request",
+    ),
+    (
+        "inet_twsk_deschedule_put",
+        "tcp_v4_rcv",
+        Bucket::Connection,
+        "inet_twsk_deschedule_put",
+    ),
+    (
+        "bpf_sk_storage_free",
+        "__sk_destruct",
+        Bucket::Connection,
+        "__sk_destruct",
+    ),
+    (
+        "hrtimer_try_to_cancel",
+        "tcp_done",
+        Bucket::Connection,
+        "tcp_done",
+    ),
+    // fork: the address space copied, the child's first switch in, its file
+    // pages faulted in, its exit and its reaping; and an exec
+    ("copy_page_range", "dup_mmap", Bucket::Process, "dup_mmap"),
+    (
+        "finish_task_switch.isra.0",
+        "schedule_tail",
+        Bucket::Scheduler,
+        "finish_task_switch",
+    ),
+    (
+        "filemap_map_pages",
+        "do_fault",
+        Bucket::Process,
+        "exc_page_fault",
+    ),
+    ("kmem_cache_free", "do_exit", Bucket::Process, "do_exit"),
+    (
+        "free_unref_folios",
+        "folios_put_refs",
+        Bucket::Process,
+        "exit_mmap",
+    ),
+    (
+        "_raw_spin_unlock_irq",
+        "wait_consider_task",
+        Bucket::Process,
+        "wait_consider_task",
+    ),
+    (
+        "current_time",
+        "atime_needs_update",
+        Bucket::Process,
+        "load_elf_binary",
+    ),
+];
+
+#[test]
+fn owners_take_what_runs_under_them_but_the_scheduler() {
+    assert!(
+        CLOSE_FIXTURE.len() < 50 * 1024,
+        "{} bytes",
+        CLOSE_FIXTURE.len()
+    );
+    let all = classified_of(CLOSE_FIXTURE);
+    assert_eq!(
+        all.len(),
+        CLOSE_EXPECTED.len(),
+        "one expectation per sample"
+    );
+    for s in &all {
+        let (_, _, bucket, decider) = CLOSE_EXPECTED
+            .iter()
+            .find(|(leaf, parent, _, _)| *leaf == s.leaf && *parent == s.parent)
+            .unwrap_or_else(|| panic!("no expectation for {}", s.collapsed));
+        assert_eq!(
+            (s.bucket, s.decided_by.as_deref()),
+            (*bucket, Some(*decider)),
+            "{}",
+            s.collapsed
+        );
+    }
+}
+
+#[test]
+fn every_owner_rule_decides_a_fixture_sample() {
+    let all = classified_of(CLOSE_FIXTURE);
+    for (i, rule) in OWNER_RULES.iter().enumerate() {
+        assert!(
+            all.iter().any(|s| s.bucket == rule.bucket
+                && s.decided_by
+                    .as_deref()
+                    .is_some_and(|d| rule.patterns.iter().any(|p| matches(p, d)))),
+            "owner rule {i} ({}: {:?}...) decides no sample of the fixture",
+            rule.bucket,
+            &rule.patterns[..2]
+        );
     }
 }
 

@@ -56,6 +56,7 @@ pub fn colour(b: Bucket) -> RGBColor {
         Bucket::Epoll => RGBColor(90, 190, 150),
         Bucket::VfsSendfile => RGBColor(176, 200, 235),
         Bucket::TcpIp => RGBColor(31, 100, 170),
+        Bucket::Connection => RGBColor(225, 150, 240),
         Bucket::SyscallEntry => RGBColor(50, 52, 110),
         Bucket::Process => RGBColor(120, 125, 215),
         Bucket::OtherKernel => RGBColor(190, 190, 198),
