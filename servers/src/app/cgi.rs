@@ -779,6 +779,9 @@ impl Drop for Running {
 /// Every child a variant forks itself must be in [`RUNNING`] (today only
 /// CGI scripts; a process model registers its workers before calling this).
 pub fn end_orphans() -> usize {
+    if !process::has_forked() {
+        return 0;
+    }
     let running = lock_running();
     let me = process::getpid();
     let mut ended = 0;

@@ -23,6 +23,7 @@ use std::io;
 use std::mem;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Make this process the reaper of its orphaned descendants
 /// (`PR_SET_CHILD_SUBREAPER`): a grandchild whose parent exits is
@@ -345,10 +346,24 @@ pub unsafe fn fork() -> io::Result<Fork> {
     // what the child may do afterwards.
     let pid = syscall!(fork())?;
     Ok(if pid == 0 {
+        // An atomic store is async-signal-safe: the child has forked nothing yet.
+        HAS_FORKED.store(false, Ordering::Relaxed);
         Fork::Child
     } else {
+        HAS_FORKED.store(true, Ordering::Relaxed);
         Fork::Parent(pid)
     })
+}
+
+/// Whether this process has forked a child through [`fork`].
+static HAS_FORKED: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process ever forked: a process that never did has no
+/// descendants, so nothing can have been reparented to it as a child
+/// subreaper (which lets a `fork` child skip looking for orphans as it
+/// exits: ~7% of its CPU per connection went into reading /proc for none).
+pub fn has_forked() -> bool {
+    HAS_FORKED.load(Ordering::Relaxed)
 }
 
 /// A NULL-terminated array of C strings (`argv`/`envp`), built before a
