@@ -248,9 +248,12 @@ fn reason(stack: &str) -> String {
         let first_kernel = frames.iter().position(|f| f.ends_with("_[k]"))?;
         let user = frames.get(first_kernel.checked_sub(1)?)?;
         (first_kernel >= 3 && !user.starts_with('[')).then(|| {
-            user.trim_start_matches('_')
-                .trim_start_matches("GI_")
-                .trim_start_matches('_')
+            let name = user.trim_start_matches('_');
+            let name = name
+                .strip_prefix("GI_")
+                .unwrap_or(name)
+                .trim_start_matches('_');
+            name.strip_prefix("libc_").unwrap_or(name)
         })
     };
     syscall
@@ -330,6 +333,9 @@ opt cgu.00  7/9  [000]   10.001250: sched:sched_switch: prev_comm=opt cgu.00 pre
              ksys_read_[k];schedule_[k] 5",
         );
         assert_eq!(r, "recv");
+        let r =
+            reason("prefork;[sleeping];main;__libc_recvmsg;entry_SYSCALL_64_[k];schedule_[k] 5");
+        assert_eq!(r, "recvmsg");
         assert_eq!(
             reason("kworker;[sleeping];worker_thread_[k];schedule_[k]"),
             "sleeping"

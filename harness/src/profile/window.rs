@@ -23,9 +23,6 @@ use crate::procfs::{self, Usage};
 use crate::rig::served::{self, Reading};
 use crate::rig::server::Server;
 
-/// A counter read longer than this share of the window makes its figure
-/// uncertain enough for a note.
-const SLOW_READ_SHARE: f64 = 0.05;
 /// How long one counter reading may take (a server with a full backlog
 /// answers late).
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,8 +47,6 @@ pub struct Window {
     pub n_cpus: usize,
     /// Requests the server completed in the window, or why unknown.
     pub requests: Result<f64, String>,
-    /// The slower of the two counter readings.
-    pub slowest_read: Duration,
 }
 
 /// Read the counter, the tree's CPU time and the CPUs' busy time, in that
@@ -78,9 +73,9 @@ impl Opened {
             _ => None,
         };
         let last = served::read(server.addr(), nginx, READ_TIMEOUT);
-        let (requests, slowest_read) = match (self.counter, last) {
-            (Ok(f), Ok(l)) => (Ok(served::in_window(&f, &l, wall)), f.took().max(l.took())),
-            (Err(e), _) | (_, Err(e)) => (Err(e), Duration::ZERO),
+        let requests = match (self.counter, last) {
+            (Ok(f), Ok(l)) => Ok(served::in_window(&f, &l, wall)),
+            (Err(e), _) | (_, Err(e)) => Err(e),
         };
         Window {
             wall,
@@ -88,7 +83,6 @@ impl Opened {
             cpus_busy_pct: procfs::busy_pct(self.cpus, cpus_after),
             n_cpus: cpus.len(),
             requests,
-            slowest_read,
         }
     }
 }
@@ -142,15 +136,6 @@ impl Window {
                 return (0.0, notes);
             }
         };
-        let share = self.slowest_read.as_secs_f64() / self.wall.as_secs_f64().max(1e-9);
-        if share > SLOW_READ_SHARE {
-            notes.push(format!(
-                "reading the server's request counter took up to {} ({:.0}% of the window): \
-                 the requests of the window are that uncertain",
-                crate::format::duration(self.slowest_read),
-                share * 100.0
-            ));
-        }
         (self.cpu_s(source) * 1e6 / requests, notes)
     }
 }
@@ -170,7 +155,6 @@ mod tests {
             cpus_busy_pct: 80.0,
             n_cpus: 1,
             requests,
-            slowest_read: Duration::from_millis(2),
         }
     }
 
@@ -199,13 +183,5 @@ mod tests {
         let (us, notes) = window(Ok(0.0)).us_per_request(CpuSource::Tree);
         assert_eq!(us, 0.0);
         assert!(notes[0].contains("no request"), "{notes:?}");
-    }
-
-    #[test]
-    fn a_slow_counter_read_is_noted() {
-        let mut w = window(Ok(1000.0));
-        w.slowest_read = Duration::from_secs(1);
-        let (_, notes) = w.us_per_request(CpuSource::Tree);
-        assert!(notes[0].contains("10%"), "{notes:?}");
     }
 }

@@ -26,15 +26,15 @@ pub struct Reading {
 }
 
 impl Reading {
-    /// The moment the count stands for: somewhere between the GET and its
-    /// answer, taken as the midpoint.
+    /// The moment the count stands for: when its answer arrived. A server
+    /// under load may leave the GET waiting — in the listen backlog, or for
+    /// a free thread (`threadpool` and `prefork` serve 400 connections
+    /// with a few threads: up to 2 s here) — but it reads the counter only
+    /// once it serves the GET, and the answer is back within microseconds
+    /// of that; the midpoint of the wait would place the count up to a
+    /// second too early.
     pub fn at(&self) -> Instant {
-        self.sent + (self.received - self.sent) / 2
-    }
-
-    /// How long the reading took (the uncertainty of [`Reading::at`]).
-    pub fn took(&self) -> Duration {
-        self.received - self.sent
+        self.received
     }
 }
 
