@@ -37,9 +37,13 @@ For each server: start it pinned to the server CPUs exactly as `harness bench` d
 under a steady load (loadgen pinned to the client CPUs, --conns connections, GET of the
 workload's path), wait --warmup, then
 
-  perf record -e cpu-clock -g -p <every pid of the server's process tree> -- sleep <--duration>
+  perf record -e cpu-clock -g -a -C <the server CPUs> -- sleep <--duration>
 
-then count its syscalls over a second load of --syscall-duration (perf stat -e
+keeping the samples of the server's processes (by pid; a process-per-connection model's by
+name). CPU-wide, not per process (-p): per-process events are switched in and out with every
+context switch, which made threadpool's requests 53% dearer while recorded; CPU-wide events cost
+it nothing measurable. Then
+count its syscalls over a second load of --syscall-duration (perf stat -e
 raw_syscalls:sys_enter plus one syscalls:sys_enter_NAME per common syscall), record where its
 threads wait over a third load of --off-cpu-duration (perf record -e sched:sched_switch -g -a
 -C <server CPUs>), stop it, and write into --out/<server>/:

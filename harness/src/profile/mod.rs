@@ -45,6 +45,26 @@ use serde::{Deserialize, Serialize};
 use crate::machine::Machine;
 use syscalls::SyscallProfile;
 
+/// Which threads are the server's: by process id (the server's process
+/// tree) or by command name (a process per connection, whose short-lived
+/// children cannot be listed in advance).
+pub enum Owner<'a> {
+    /// Threads of these processes (tgids).
+    Pids(&'a [u32]),
+    /// Threads whose command is this.
+    Comm(&'a str),
+}
+
+impl Owner<'_> {
+    /// Whether a thread of process `pid` named `comm` is the server's.
+    pub fn owns(&self, comm: &str, pid: u32) -> bool {
+        match self {
+            Owner::Pids(p) => p.contains(&pid),
+            Owner::Comm(c) => comm == *c,
+        }
+    }
+}
+
 /// Everything one server's profile measured. Written as `profile.json`
 /// beside the other files of its directory and read back for the combined
 /// files, so `--replot` needs no new measurement.

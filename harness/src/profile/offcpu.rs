@@ -24,28 +24,11 @@ use std::io::BufRead;
 
 use serde::{Deserialize, Serialize};
 
+use super::Owner;
+
 /// The fields `perf script` is asked for (the tracepoint's text carries
 /// the previous state and the next thread).
 pub const SCRIPT_FIELDS: &str = "comm,pid,tid,cpu,time,event,trace,ip,sym";
-
-/// Which threads are the server's: by process id (the server's process
-/// tree) or by command name (a process per connection, whose short-lived
-/// children cannot be listed in advance).
-pub enum Owner<'a> {
-    /// Threads of these processes (tgids).
-    Pids(&'a [u32]),
-    /// Threads whose command is this.
-    Comm(&'a str),
-}
-
-impl Owner<'_> {
-    fn owns(&self, comm: &str, pid: u32) -> bool {
-        match self {
-            Owner::Pids(p) => p.contains(&pid),
-            Owner::Comm(c) => comm == *c,
-        }
-    }
-}
 
 /// One wait: a thread left the CPU at `since` with this stack.
 struct Wait {

@@ -8,7 +8,6 @@
 //! which would show up in the CPU profile as syscall-entry time the server
 //! does not normally spend.
 
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::io::AsRawFd;
@@ -33,6 +32,7 @@ use super::perf::{self, Perf};
 use super::stacks::{self, SCRIPT_FIELDS};
 use super::syscalls::{self, SyscallProfile};
 use super::window::{self, CpuSource, Window};
+use super::Owner;
 use super::{BucketShare, SymbolShare, VariantProfile};
 
 /// The load outlives the recording by this much, so perf never sees the
@@ -208,6 +208,8 @@ struct Measurements {
     perf_record: String,
     /// The recording's CPU time, requests and CPU busy %.
     window: Window,
+    /// The server's processes when the recording started.
+    pids: Vec<u32>,
     load: Measured,
     syscalls: SyscallProfile,
     /// Where the threads waited, if recorded.
@@ -295,15 +297,18 @@ impl Session<'_> {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let (target, pids) = perf_target(name, server, &plan.placement.server_cpus);
+        let pids = server.tree_pids();
+        let cpus = format::cpus(&plan.placement.server_cpus);
         let data = dir.join("perf.data");
         let mut args: Vec<String> = vec![
             "record".into(),
             "-e".into(),
             "cpu-clock".into(),
             "-g".into(),
+            "-a".into(),
+            "-C".into(),
+            cpus.clone(),
         ];
-        args.extend(target);
         args.extend([
             "-o".into(),
             data.to_string_lossy().into_owned(),
@@ -313,8 +318,9 @@ impl Session<'_> {
         ]);
         let perf_record = format!("perf {}", args.join(" "));
         eprintln!(
-            "  {name}: recording {} ({pids}) under {} connections",
+            "  {name}: recording {} (all of CPU(s) {cpus}, kept: {}) under {} connections",
             secs(plan.record),
+            owner_text(name, &pids),
             plan.connections
         );
         let log = self.scratch.join(format!("{name}.perf-record.log"));
@@ -377,6 +383,7 @@ impl Session<'_> {
         Ok(Measurements {
             perf_record,
             window,
+            pids,
             load: load_m,
             syscalls,
             off_cpu,
@@ -459,12 +466,7 @@ impl Session<'_> {
             format!("{:.3}", plan.off_cpu_window.as_secs_f64()),
         ];
         let pids = server.tree_pids();
-        let comm = &name[..name.len().min(15)];
-        let owner = if records_cpus(name) {
-            offcpu::Owner::Comm(comm)
-        } else {
-            offcpu::Owner::Pids(&pids)
-        };
+        let owner = owner_of(name, &pids);
         let load = self.load(server, OFF_CPU_RAMP + plan.off_cpu_window + LOAD_TAIL);
         let running = self
             .client
@@ -614,7 +616,7 @@ impl Session<'_> {
             .stdout
             .take()
             .ok_or_else(|| Stop::Failed("perf script: no stdout".into()))?;
-        let collapsed = stacks::collapse(BufReader::new(stdout));
+        let collapsed = stacks::collapse_with_pids(BufReader::new(stdout));
         let status = script.wait()?;
         let collapsed = collapsed
             .map_err(|e| Stop::Failed(format!("{name}: collapsing perf script's stacks: {e}")))?;
@@ -624,8 +626,8 @@ impl Session<'_> {
                 tail_of(&log, 12)
             )));
         }
-        let (collapsed, source) =
-            server_stacks(name, collapsed).map_err(|e| Stop::Failed(format!("{name}: {e}")))?;
+        let (collapsed, source) = server_stacks(name, &collapsed, &m.pids)
+            .map_err(|e| Stop::Failed(format!("{name}: {e}")))?;
         let breakdown = Breakdown::from_collapsed(&collapsed)
             .map_err(|e| Stop::Failed(format!("{name}: {e}")))?;
         let (us_per_request, window_notes) = m.window.us_per_request(source);
@@ -652,7 +654,7 @@ impl Session<'_> {
         if let Some(off) = &m.off_cpu {
             self.write_off_cpu(name, dir, off, &load_text)?;
         }
-        let mut report = self.perf_report(&data, name, &m.perf_record, &load_text)?;
+        let mut report = self.perf_report(&data, name, &m.pids, &m.perf_record, &load_text)?;
         report.push_str(&bucket_table(&breakdown));
         write(&dir.join("report.txt"), report.as_bytes())?;
         // Not committed (see .gitignore): for re-rendering or diffing flame graphs.
@@ -754,9 +756,16 @@ impl Session<'_> {
         &self,
         data: &Path,
         name: &str,
+        pids: &[u32],
         record: &str,
         load: &str,
     ) -> Result<String, Stop> {
+        // The server's own samples, as the buckets and the flame graph have them.
+        let only = if records_cpus(name) {
+            format!("--comms={}", comm_of(name))
+        } else {
+            format!("--pid={}", pid_list(pids))
+        };
         let args = [
             "report",
             "--stdio",
@@ -767,6 +776,9 @@ impl Session<'_> {
             "overhead,comm,dso,sym",
             "--percent-limit",
             REPORT_PERCENT_LIMIT,
+            "--percentage",
+            "relative",
+            &only,
         ];
         let out = self
             .perf
@@ -831,9 +843,9 @@ fn write(path: &Path, data: &[u8]) -> Result<(), Stop> {
     fs::write(path, data).map_err(|e| Stop::Failed(format!("writing {}: {e}", path.display())))
 }
 
-/// `12,13`
-/// What perf watches, and how to name it: the server's processes and
-/// threads (`-p`), or, for a model that forks a process per connection
+/// What `perf stat` counts syscalls of: the server's processes and threads
+/// (`-p`; the counts are not times, so per-process events cost nothing
+/// that matters here), or, for a model that forks a process per connection
 /// (whose children come and go faster than perf can attach, and which
 /// `perf -p` does not follow), everything on the server's CPUs (`-a -C`),
 /// which the placement gives the server alone.
@@ -854,45 +866,56 @@ fn records_cpus(name: &str) -> bool {
         .is_some_and(|v| v.processes == servers::variants::Processes::PerConnection)
 }
 
-/// The server's own stacks and where its CPU time is to come from: all of
-/// a `-p` recording (the tree's /proc time), or, of a CPU-wide recording,
-/// the stacks of the server's processes (comm = its name, as the kernel
-/// truncates it), whose share of the samples splits the CPUs' busy time.
-fn server_stacks(name: &str, collapsed: String) -> Result<(String, CpuSource), String> {
-    if !records_cpus(name) {
-        return Ok((collapsed, CpuSource::Tree));
+/// The server's processes, as they are told apart in a CPU-wide
+/// recording: by pid, or, for a process per connection (children that
+/// come and go faster than they can be listed), by name.
+fn owner_of<'a>(name: &'a str, pids: &'a [u32]) -> Owner<'a> {
+    if records_cpus(name) {
+        Owner::Comm(comm_of(name))
+    } else {
+        Owner::Pids(pids)
     }
-    let comm = &name[..name.len().min(15)];
-    let mut by_comm: HashMap<&str, u64> = HashMap::new();
-    let mut out = String::with_capacity(collapsed.len());
-    for line in collapsed.lines() {
-        let Some((stack, count)) = super::classify::parse_collapsed_line(line) else {
-            continue;
-        };
-        let who = stack.split(';').next().unwrap_or("");
-        *by_comm.entry(who).or_default() += count;
-        if who == comm {
-            out.push_str(line);
-            out.push('\n');
-        }
+}
+
+/// `name` as the kernel keeps a process's name (15 bytes).
+fn comm_of(name: &str) -> &str {
+    &name[..name.len().min(15)]
+}
+
+/// For the progress line: which samples are the server's.
+fn owner_text(name: &str, pids: &[u32]) -> String {
+    if records_cpus(name) {
+        format!("processes named {}", comm_of(name))
+    } else {
+        format!("pids {}", pid_list(pids))
     }
-    let all: u64 = by_comm.values().sum();
-    let kept = by_comm.get(comm).copied().unwrap_or(0);
-    if kept == 0 {
-        let mut top: Vec<(&str, u64)> = by_comm.into_iter().collect();
-        top.sort_by_key(|x| std::cmp::Reverse(x.1));
-        let ran = top
+}
+
+/// The server's own stacks of a CPU-wide recording (collapsed with pids)
+/// and where its CPU time is to come from: the process tree's /proc
+/// accounting, or, for a process per connection, the CPUs' busy time split
+/// by the server's share of their samples. None of the samples being the
+/// server's is an error that says what ran instead.
+fn server_stacks(name: &str, collapsed: &str, pids: &[u32]) -> Result<(String, CpuSource), String> {
+    let (kept, share) = stacks::keep_owned(collapsed, &owner_of(name, pids));
+    if kept.is_empty() {
+        let ran = stacks::top_roots(collapsed, 4)
             .iter()
-            .take(4)
-            .map(|(c, n)| format!("{c} {:.0}%", 100.0 * *n as f64 / all.max(1) as f64))
+            .map(|(c, pct)| format!("{c} {pct:.0}%"))
             .collect::<Vec<_>>()
             .join(", ");
         return Err(format!(
-            "none of the {all} samples on the server's CPUs was a `{comm}` process (they ran: \
-             {ran}): something else had those CPUs"
+            "none of the samples on the server's CPUs was the server's ({}; they ran: {ran}): \
+             something else had those CPUs",
+            owner_text(name, pids)
         ));
     }
-    Ok((out, CpuSource::CpusShare(kept as f64 / all as f64)))
+    let source = if records_cpus(name) {
+        CpuSource::CpusShare(share)
+    } else {
+        CpuSource::Tree
+    };
+    Ok((kept, source))
 }
 
 fn pid_list(pids: &[u32]) -> String {

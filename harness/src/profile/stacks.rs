@@ -14,7 +14,8 @@ use inferno::collapse::Collapse;
 use inferno::flamegraph::color::{BasicPalette, Color, PaletteMap};
 use inferno::flamegraph::{self, Options as FlameOptions, Palette};
 
-use super::classify::split_annotation;
+use super::classify::{parse_collapsed_line, split_annotation};
+use super::Owner;
 
 /// The fields `perf script` is asked for. No `period`: with it, inferno
 /// weighs each stack by the sample's period (250000 ns for cpu-clock at
@@ -26,13 +27,85 @@ pub const SCRIPT_FIELDS: &str = "comm,pid,tid,time,event,ip,sym,dso";
 /// one line per distinct stack, kernel frames annotated `_[k]`, the process
 /// name as the root frame.
 pub fn collapse(input: impl BufRead) -> io::Result<String> {
+    collapse_opts(input, false)
+}
+
+/// [`collapse`] with the process id in the root frame (`comm-PID`, spaces
+/// in the name as `_`), so a CPU-wide recording can be narrowed to the
+/// server's processes ([`keep_owned`]).
+pub fn collapse_with_pids(input: impl BufRead) -> io::Result<String> {
+    collapse_opts(input, true)
+}
+
+fn collapse_opts(input: impl BufRead, include_pid: bool) -> io::Result<String> {
     let mut opts = CollapseOptions::default();
     opts.annotate_kernel = true;
+    opts.include_pid = include_pid;
     opts.nthreads = 1;
     let mut folder = Folder::from(opts);
     let mut out = Vec::new();
     folder.collapse(VdsoAsUser::new(input), &mut out)?;
     String::from_utf8(out).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// The stacks of [`collapse_with_pids`] that `owner` owns, with the
+/// process id taken off their root frame again (`comm`), and the share of
+/// all samples they hold (0..=1).
+pub fn keep_owned(collapsed: &str, owner: &Owner) -> (String, f64) {
+    let (mut all, mut kept) = (0u64, 0u64);
+    let mut out = String::with_capacity(collapsed.len());
+    for line in collapsed.lines() {
+        let Some((stack, count)) = parse_collapsed_line(line) else {
+            continue;
+        };
+        all += count;
+        let (root, rest) = stack.split_once(';').unwrap_or((stack, ""));
+        let Some((comm, pid)) = root.rsplit_once('-') else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if owner.owns(comm, pid) {
+            kept += count;
+            out.push_str(comm);
+            if !rest.is_empty() {
+                out.push(';');
+                out.push_str(rest);
+            }
+            out.push_str(&format!(" {count}\n"));
+        }
+    }
+    (
+        out,
+        if all == 0 {
+            0.0
+        } else {
+            kept as f64 / all as f64
+        },
+    )
+}
+
+/// The heaviest root frames (process names) of `collapsed` with their
+/// share of the samples, for saying what ran instead of the server.
+pub fn top_roots(collapsed: &str, n: usize) -> Vec<(String, f64)> {
+    let mut by: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    let mut all = 0u64;
+    for line in collapsed.lines() {
+        if let Some((stack, count)) = parse_collapsed_line(line) {
+            let root = stack.split(';').next().unwrap_or("");
+            let comm = root.rsplit_once('-').map_or(root, |(c, _)| c);
+            *by.entry(comm).or_default() += count;
+            all += count;
+        }
+    }
+    let mut top: Vec<(String, f64)> = by
+        .into_iter()
+        .map(|(c, n)| (c.to_string(), 100.0 * n as f64 / all.max(1) as f64))
+        .collect();
+    top.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    top.truncate(n);
+    top
 }
 
 /// inferno counts every bracketed module as the kernel's, `[vdso]` included,
@@ -190,6 +263,21 @@ epoll 100/100 10.000251: cpu-clock: \n\
 \tffffffff8225a6c1 do_syscall_64+0x71 ([kernel.kallsyms])\n\
 \t          10aba4 __send+0x64 (/usr/lib/x86_64-linux-gnu/libc.so.6)\n\
 \n";
+
+    #[test]
+    fn a_cpu_wide_recording_is_kept_to_the_servers_processes() {
+        let c = "worker-0-100;read;tcp_recvmsg_[k] 6\nnginx-7;[nginx] 3\nfork-200;main 1\n\
+                 swapper-0;default_idle_[k] 10\n";
+        let (kept, share) = keep_owned(c, &Owner::Pids(&[100, 7]));
+        assert_eq!(kept, "worker-0;read;tcp_recvmsg_[k] 6\nnginx;[nginx] 3\n");
+        assert!((share - 0.45).abs() < 1e-9, "{share}");
+        let (kept, share) = keep_owned(c, &Owner::Comm("fork"));
+        assert_eq!(kept, "fork;main 1\n");
+        assert!((share - 0.05).abs() < 1e-9, "{share}");
+        let top = top_roots(c, 2);
+        assert_eq!(top[0], ("swapper".to_string(), 50.0));
+        assert_eq!(top[1].0, "worker-0");
+    }
 
     #[test]
     fn collapses_and_counts_samples_not_periods() {

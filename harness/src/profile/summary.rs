@@ -277,7 +277,7 @@ pub fn section(
     let _ = writeln!(
         md,
         "`harness profile --all`: each server under {} at {} connections, `perf record -e \
-         cpu-clock -g` on its process tree for {:.0} s (server on CPU(s) {}, loadgen on CPU(s) \
+         cpu-clock -g` on the server's CPUs, kept to its processes, for {:.0} s (server on CPU(s) {}, loadgen on CPU(s) \
          {}), then its syscalls counted with `perf stat` over a {:.0} s load. Machine: {}, {} \
          cores, Linux {}; revision `{}`; {}. Per server: `{rel}<server>/` holds report.txt, \
          flamegraph.svg, buckets.csv and syscalls.txt.\n",

@@ -5,15 +5,15 @@
 //! request that the bucket shares split.
 //!
 //! Where the CPU time comes from:
-//! - a server whose processes live as long as the run (`-p` recording):
-//!   the process tree's utime + stime (+ reaped children) from
-//!   `/proc/PID/stat`, its threads included;
-//! - a process per connection (`-a -C` recording): the tree cannot be
+//! - a server whose processes live as long as the run: the process tree's
+//!   utime + stime (+ reaped children) from `/proc/PID/stat`, its threads
+//!   included;
+//! - a process per connection: the tree cannot be
 //!   sampled exactly — children exit while it is walked, so a child missed
 //!   by one walk is counted whole through its parent's `cutime` by the next
 //!   (the `fork` tree measured 125% of its one CPU here) — so the server
 //!   CPUs' busy time from `/proc/stat` is split by the server's share of
-//!   the CPU-wide samples (the placement gives those CPUs to the server
+//!   the recording's samples (every recording is CPU-wide; the placement gives those CPUs to the server
 //!   alone; what else ran on them is the remainder).
 
 use std::io;
