@@ -174,12 +174,9 @@ pub fn write_aggregate(
     if !costed.is_empty() {
         let rows: Vec<BucketRow> = costed.iter().flat_map(|p| rows_of(p)).collect();
         let mut bars = bars(&rows, View::MicrosPerRequest);
+        // Short: eight bars share 1200 pixels (syscalls are under the shares chart).
         caption(&mut bars, &profiles, |p| {
-            format!(
-                "{:.0}% busy · {:.2} sys/req",
-                p.server_cpus_busy_pct,
-                p.syscalls.per_request()
-            )
+            format!("CPU {:.0}% busy", p.server_cpus_busy_pct)
         });
         let png = results.join(COST_CHART_FILE);
         report::render_buckets(&png, &bars, &info, View::MicrosPerRequest)?;
@@ -188,7 +185,7 @@ pub fn write_aggregate(
     let png = results.join(CHART_FILE);
     let mut bars = bars(&rows, View::Shares);
     caption(&mut bars, &profiles, |p| {
-        format!("{:.2} syscalls/req", p.syscalls.per_request())
+        format!("{:.2} sys/req", p.syscalls.per_request())
     });
     report::render_buckets(&png, &bars, &info, View::Shares)?;
     written.push(png);
