@@ -17,7 +17,8 @@
 //!
 //! Limits, said where they matter: a thread that sleeps through the whole
 //! window switches neither out nor in and is not seen; a wait still going
-//! when the window ends is counted up to the last event.
+//! when the window ends is counted up to the last event; a thread's last
+//! switch, as it exits (state X or Z), is no wait.
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -131,7 +132,9 @@ pub fn fold(input: impl BufRead, owner: &Owner) -> std::io::Result<OffCpu> {
             *sums.entry(w.stack).or_default() += (sw.time - w.since) * 1e6;
             out.waits += 1;
         }
-        if sw.tid != 0 && owner.owns(sw.comm, sw.pid) {
+        // A thread switching out dead (X, Z) is not waiting: it is gone.
+        let exiting = sw.prev_state.starts_with(['X', 'Z']);
+        if sw.tid != 0 && !exiting && owner.owns(sw.comm, sw.pid) {
             frames.reverse();
             let stack = format!(
                 "{};{};{}",
@@ -323,6 +326,21 @@ opt cgu.00  7/9  [000]   10.001250: sched:sched_switch: prev_comm=opt cgu.00 pre
             reason("kworker;[sleeping];worker_thread_[k];schedule_[k]"),
             "sleeping"
         );
+    }
+
+    #[test]
+    fn a_thread_that_exits_is_not_waiting() {
+        let text = "\
+srv  5/6  [000]   1.000000: sched:sched_switch: prev_comm=srv prev_pid=6 prev_prio=120 prev_state=X ==> next_comm=swapper/0 next_pid=0 next_prio=120
+\tffffffff82249848 __schedule
+\tffffffff81300000 do_exit
+
+x  8/8  [000]   3.000000: sched:sched_switch: prev_comm=x prev_pid=8 prev_prio=120 prev_state=S ==> next_comm=swapper/0 next_pid=0 next_prio=120
+\tffffffff82249848 __schedule
+";
+        let off = fold(text.as_bytes(), &Owner::Pids(&[5])).unwrap();
+        assert_eq!(off.collapsed(), "");
+        assert_eq!(off.waits, 0);
     }
 
     #[test]
