@@ -69,7 +69,7 @@ soak VARIANT *FLAGS: build
 build-profiling:
     RUSTFLAGS="-C force-frame-pointers=yes" cargo build --release --target-dir target/frame-pointers -p servers --bins
 
-# Profile one server (a variant or nginx) under load with perf record -e cpu-clock -g into profiles/VARIANT/ (~20 s); flags pass through (`harness profile --help`).
+# Profile one server (a variant or nginx) under load into profiles/VARIANT/ (~25 s): perf record -e cpu-clock -g, CPU µs per request per bucket, syscalls per request, off-CPU time; flags pass through (`harness profile --help`).
 profile VARIANT *FLAGS: build-profiling
     cargo build --release -p harness --bins
     ./target/release/harness profile --variant {{VARIANT}} {{FLAGS}}
@@ -88,3 +88,8 @@ fuzz TARGET *TIME:
 fuzz-list:
     command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
     cd fuzz && cargo fuzz list
+
+# Merge loadgen --json results of several processes or machines that drove one server at once: counts summed, histograms added (`harness merge --help`).
+merge *ARGS:
+    @cargo build --release -q -p harness --bin harness
+    ./target/release/harness merge {{ARGS}}
