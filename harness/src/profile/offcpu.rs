@@ -258,7 +258,7 @@ mod tests {
     use super::*;
 
     const SCRIPT: &str = "\
-blocking  100/100  [000]   10.000000: sched:sched_switch: prev_comm=blocking prev_pid=100 prev_prio=120 prev_state=S ==> next_comm=swapper/0 next_pid=0 next_prio=120
+srv  100/100  [000]   10.000000: sched:sched_switch: prev_comm=srv prev_pid=100 prev_prio=120 prev_state=S ==> next_comm=swapper/0 next_pid=0 next_prio=120
 \tffffffff82249848 __schedule
 \tffffffff8224a1b3 schedule
 \tffffffff81e00000 inet_csk_accept
@@ -267,17 +267,17 @@ blocking  100/100  [000]   10.000000: sched:sched_switch: prev_comm=blocking pre
 \t           d4ad7 accept4
 \t           83183 main
 
-swapper/0     0/0     [000]   10.000500: sched:sched_switch: prev_comm=swapper/0 prev_pid=0 prev_prio=120 prev_state=R ==> next_comm=blocking next_pid=100 next_prio=120
+swapper/0     0/0     [000]   10.000500: sched:sched_switch: prev_comm=swapper/0 prev_pid=0 prev_prio=120 prev_state=R ==> next_comm=srv next_pid=100 next_prio=120
 \tffffffff82249848 __schedule
 
-opt cgu.00  7/9  [000]   10.000600: sched:sched_switch: prev_comm=opt cgu.00 prev_pid=9 prev_prio=120 prev_state=S ==> next_comm=blocking next_pid=100 next_prio=120
+opt cgu.00  7/9  [000]   10.000600: sched:sched_switch: prev_comm=opt cgu.00 prev_pid=9 prev_prio=120 prev_state=S ==> next_comm=srv next_pid=100 next_prio=120
 \tffffffff82249848 __schedule
 
-blocking  100/100  [000]   10.001000: sched:sched_switch: prev_comm=blocking prev_pid=100 prev_prio=120 prev_state=R+ ==> next_comm=opt cgu.00 next_pid=9 next_prio=120
+srv  100/100  [000]   10.001000: sched:sched_switch: prev_comm=srv prev_pid=100 prev_prio=120 prev_state=R+ ==> next_comm=opt cgu.00 next_pid=9 next_prio=120
 \tffffffff82249848 __schedule
 \tffffffff8224a3c5 preempt_schedule_irq.isra.0
 
-opt cgu.00  7/9  [000]   10.001250: sched:sched_switch: prev_comm=opt cgu.00 prev_pid=7 prev_prio=120 prev_state=S ==> next_comm=blocking next_pid=100 next_prio=120
+opt cgu.00  7/9  [000]   10.001250: sched:sched_switch: prev_comm=opt cgu.00 prev_pid=7 prev_prio=120 prev_state=S ==> next_comm=srv next_pid=100 next_prio=120
 \tffffffff82249848 __schedule
 ";
 
@@ -289,13 +289,13 @@ opt cgu.00  7/9  [000]   10.001250: sched:sched_switch: prev_comm=opt cgu.00 pre
         let text = off.collapsed();
         assert!(
             text.contains(
-                "blocking;[sleeping];main;accept4;entry_SYSCALL_64_after_hwframe_[k];\
+                "srv;[sleeping];main;accept4;entry_SYSCALL_64_after_hwframe_[k];\
                  __x64_sys_accept4_[k];inet_csk_accept_[k];schedule_[k];__schedule_[k] 500\n"
             ),
             "{text}"
         );
         assert!(
-            text.contains("blocking;[preempted: runnable, waiting for the CPU];preempt_schedule_irq_[k];__schedule_[k] 250\n"),
+            text.contains("srv;[preempted: runnable, waiting for the CPU];preempt_schedule_irq_[k];__schedule_[k] 250\n"),
             "{text}"
         );
         // Other processes' waits are not the server's, whatever their name.
@@ -304,7 +304,7 @@ opt cgu.00  7/9  [000]   10.001250: sched:sched_switch: prev_comm=opt cgu.00 pre
 
     #[test]
     fn the_summary_names_the_syscall_waited_in() {
-        let off = fold(SCRIPT.as_bytes(), &Owner::Comm("blocking")).unwrap();
+        let off = fold(SCRIPT.as_bytes(), &Owner::Comm("srv")).unwrap();
         let s = off.summary();
         assert!((s.off_cpu_s - 0.00075).abs() < 1e-9, "{s:?}");
         assert_eq!(s.reasons[0].0, "accept4");
@@ -315,7 +315,7 @@ opt cgu.00  7/9  [000]   10.001250: sched:sched_switch: prev_comm=opt cgu.00 pre
     #[test]
     fn without_a_sys_frame_the_libc_wrapper_names_the_syscall() {
         let r = reason(
-            "blocking;[sleeping];main;__recv;entry_SYSCALL_64_[k];do_syscall_64_[k];\
+            "srv;[sleeping];main;__recv;entry_SYSCALL_64_[k];do_syscall_64_[k];\
              ksys_read_[k];schedule_[k] 5",
         );
         assert_eq!(r, "recv");

@@ -266,13 +266,13 @@ epoll 100/100 10.000251: cpu-clock: \n\
 
     #[test]
     fn a_cpu_wide_recording_is_kept_to_the_servers_processes() {
-        let c = "worker-0-100;read;tcp_recvmsg_[k] 6\nnginx-7;[nginx] 3\nfork-200;main 1\n\
+        let c = "worker-0-100;read;tcp_recvmsg_[k] 6\nnginx-7;[nginx] 3\nchild-200;main 1\n\
                  swapper-0;default_idle_[k] 10\n";
         let (kept, share) = keep_owned(c, &Owner::Pids(&[100, 7]));
         assert_eq!(kept, "worker-0;read;tcp_recvmsg_[k] 6\nnginx;[nginx] 3\n");
         assert!((share - 0.45).abs() < 1e-9, "{share}");
-        let (kept, share) = keep_owned(c, &Owner::Comm("fork"));
-        assert_eq!(kept, "fork;main 1\n");
+        let (kept, share) = keep_owned(c, &Owner::Comm("child"));
+        assert_eq!(kept, "child;main 1\n");
         assert!((share - 0.05).abs() < 1e-9, "{share}");
         let top = top_roots(c, 2);
         assert_eq!(top[0], ("swapper".to_string(), 50.0));

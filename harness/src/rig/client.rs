@@ -9,11 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-
 use super::process;
 use super::server::tail_of;
 use crate::format::wrk::parse_time_us;
+use crate::loadgen::json::Report as LoadgenReport;
 
 /// Which load generator drives the sweep.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -96,7 +95,7 @@ pub struct Load {
 }
 
 /// Error counts by kind (a request or connection counted once).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Errors {
     /// Connections that could not be opened.
     pub connect: u64,
@@ -429,40 +428,28 @@ end
     s
 }
 
-#[derive(Deserialize)]
-struct LoadgenJson {
-    duration_s: f64,
-    requests: u64,
-    requests_per_sec: f64,
-    latency_us: LoadgenLatency,
-    errors: Errors,
-    #[serde(default)]
-    in_flight_at_end: u64,
-}
-
-#[derive(Deserialize)]
-struct LoadgenLatency {
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    p99_9: f64,
-    max: f64,
-}
-
-/// Read loadgen's `--json` result.
+/// Read loadgen's `--json` result (the layout of [`crate::loadgen::json`],
+/// read by the same type that writes it).
 pub fn parse_loadgen_json(text: &str) -> Result<Measured, String> {
-    let j: LoadgenJson =
+    let j: LoadgenReport =
         serde_json::from_str(text).map_err(|e| format!("loadgen --json output unreadable: {e}"))?;
+    let (l, e) = (&j.latency_us, &j.errors);
     Ok(Measured {
         requests: j.requests,
         duration_s: j.duration_s,
         req_per_s: j.requests_per_sec,
-        p50_us: j.latency_us.p50,
-        p90_us: j.latency_us.p90,
-        p99_us: j.latency_us.p99,
-        p99_9_us: j.latency_us.p99_9,
-        max_us: j.latency_us.max,
-        errors: j.errors,
+        p50_us: l.p50 as f64,
+        p90_us: l.p90 as f64,
+        p99_us: l.p99 as f64,
+        p99_9_us: l.p99_9 as f64,
+        max_us: l.max as f64,
+        errors: Errors {
+            connect: e.connect,
+            read: e.read,
+            write: e.write,
+            timeout: e.timeout,
+            status: e.status,
+        },
         abandoned: j.in_flight_at_end,
     })
 }
@@ -622,10 +609,14 @@ Transfer/sec:     10.00MB
 
     #[test]
     fn parses_loadgen_json() {
-        let text = r#"{"settings":{},"duration_s":1.5,"requests":3000,"requests_per_sec":2000.0,
+        let text = r#"{"settings":{"url":"http://127.0.0.1:1/","threads":1,"connections":2,
+            "duration_s":1.5,"rate":null,"requests":null,"pipeline":1,"method":"GET","timeout_s":2.0,
+            "headers":[]},"duration_s":1.5,"requests":3000,"requests_per_sec":2000.0,
+            "bytes_read":1,"bytes_written":1,
             "latency_us":{"min":1,"mean":2.0,"stdev":0.5,"max":900,"p50":100,"p75":150,"p90":200,"p99":400,"p99_9":800,"p99_99":890},
+            "uncorrected_latency_us":{"min":1,"mean":2.0,"stdev":0.5,"max":900,"p50":100,"p75":150,"p90":200,"p99":400,"p99_9":800,"p99_99":890},
             "errors":{"connect":0,"read":1,"write":0,"timeout":2,"status":3,"status_by_code":{"503":3},"idle_close":9},
-            "in_flight_at_end":4}"#;
+            "reconnects":0,"in_flight_at_end":4,"histogram":"","histogram_uncorrected":"","batches":0}"#;
         let m = parse_loadgen_json(text).unwrap();
         assert_eq!(m.requests, 3000);
         assert_eq!(m.p99_9_us, 800.0);

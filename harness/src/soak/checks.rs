@@ -227,7 +227,7 @@ mod tests {
         let worker = ChildProc {
             pid: 7,
             state: 'S',
-            comm: "prefork".into(),
+            comm: "worker".into(),
         };
         let kept = std::slice::from_ref(&worker);
         assert!(children(kept, Some(kept)).pass);
